@@ -1,0 +1,114 @@
+"""Reading and writing the tables and matrices of INTERFACES.md.
+
+Matrices are headerless, tab-separated, N x N, in the order of the atlas label
+table. Region tables have a header (``index, name, <value>``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .errors import InputError
+
+MATRIX_FORMAT = "%.10g"
+
+
+def read_matrix(path, n_regions: int | None = None, kind: str = "matrix",
+                symmetric: bool = False, allow_nan: bool = True) -> np.ndarray:
+    """Read a headerless tab-separated N x N matrix and check its shape.
+
+    Parameters
+    ----------
+    path : path-like
+        The TSV file.
+    n_regions : int, optional
+        Expected N (the atlas size); a mismatch is an :class:`InputError`.
+    kind : str
+        What the matrix is ("SC", "FC"), used in messages.
+    symmetric : bool
+        Require symmetry (to 1e-6 relative) as SC must be.
+    allow_nan : bool
+        If False, any NaN is an error.
+
+    Returns
+    -------
+    numpy.ndarray of float64, shape (N, N)
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, f"{kind} matrix not found", "run the stage that writes it, or check the path")
+    try:
+        mat = pd.read_csv(path, sep="\t", header=None, dtype=float, na_values=["n/a", "nan", "NaN"]).to_numpy()
+    except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise InputError(path, f"{kind} matrix cannot be read as numbers ({exc})",
+                         "write it as a headerless tab-separated numeric N x N table") from None
+    if mat.ndim != 2 or mat.shape[0] != mat.shape[1]:
+        raise InputError(path, f"{kind} matrix is {mat.shape[0]} x {mat.shape[1]}, not square",
+                         "write one row and one column per atlas region")
+    if n_regions is not None and mat.shape[0] != n_regions:
+        raise InputError(path, f"{kind} matrix has {mat.shape[0]} regions but the atlas has {n_regions}",
+                         "check that the matrix was made with the same atlas as configured")
+    if not allow_nan and np.isnan(mat).any():
+        rows = np.unique(np.nonzero(np.isnan(mat))[0])[:5] + 1
+        raise InputError(path, f"{kind} matrix contains NaN (rows {', '.join(map(str, rows))}, 1-based)",
+                         "recompute it; NaN is allowed only in FC rows of empty regions")
+    if symmetric:
+        finite = np.where(np.isnan(mat), 0.0, mat)
+        scale = max(np.abs(finite).max(), 1e-12)
+        if np.abs(finite - finite.T).max() > 1e-6 * scale:
+            raise InputError(path, f"{kind} matrix is not symmetric",
+                             "write a symmetric matrix (tck2connectome -symmetric) or symmetrise it")
+    return mat
+
+
+def write_matrix(path, matrix) -> None:
+    """Write an N x N matrix as headerless TSV (NaN written as ``n/a``)."""
+    matrix = np.asarray(matrix, dtype=float)
+    if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1]:
+        raise ValueError(f"expected a square matrix, got shape {matrix.shape}")
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(matrix).to_csv(path, sep="\t", header=False, index=False,
+                                float_format=MATRIX_FORMAT, na_rep="n/a")
+
+
+def read_labels(path) -> pd.DataFrame:
+    """Read an atlas label table (``index, name, hemisphere, ...``), in matrix order."""
+    path = Path(path)
+    try:
+        table = pd.read_csv(path, sep="\t", dtype={"index": int, "name": str})
+    except FileNotFoundError:
+        raise InputError(path, "atlas label table not found",
+                         "run the workflow's prepare_atlas rule or check atlas_dir") from None
+    missing = {"index", "name"} - set(table.columns)
+    if missing:
+        raise InputError(path, f"label table lacks column(s) {sorted(missing)}",
+                         "use the table written by the workflow (atlases/atlas-<name>_dseg.tsv)")
+    return table
+
+
+def write_region_table(path, values, labels: pd.DataFrame, column: str = "sfc") -> None:
+    """Write one value per region: ``index, name, <column>`` in label-table order."""
+    values = np.asarray(values, dtype=float)
+    if values.shape != (len(labels),):
+        raise ValueError(f"{len(labels)} regions in the label table but {values.shape} values")
+    table = pd.DataFrame({"index": labels["index"].to_numpy(), "name": labels["name"].to_numpy(), column: values})
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(path, sep="\t", index=False, float_format=MATRIX_FORMAT, na_rep="n/a")
+
+
+def read_region_table(path, column: str = "sfc") -> pd.DataFrame:
+    """Read a table written by :func:`write_region_table`."""
+    table = pd.read_csv(path, sep="\t", na_values=["n/a"])
+    if column not in table.columns:
+        raise InputError(path, f"region table lacks the column '{column}'",
+                         "use a table written by the workflow's coupling rule")
+    return table
+
+
+def write_tsv(path, table: pd.DataFrame) -> None:
+    """Write a table the BIDS way: tab-separated, ``n/a`` for missing values."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(path, sep="\t", index=False, na_rep="n/a", float_format=MATRIX_FORMAT)

@@ -1,0 +1,104 @@
+"""Every output path of INTERFACES.md, built in one place.
+
+Rules (through workflow/rules/common.smk), scripts and tests all call these
+functions, so the writer and the readers of a file cannot drift apart. Each
+function takes the output folder and the entities; pass Snakemake wildcard
+strings such as ``"{subject}"`` to get a rule's pattern.
+
+Subjects without sessions give ``sub-01/dwi/sub-01_...``; with a session,
+``sub-01/ses-1/dwi/sub-01_ses-1_...`` (the BIDS way).
+"""
+
+from __future__ import annotations
+
+from pathlib import PurePosixPath
+
+
+def _join(*parts) -> str:
+    return str(PurePosixPath(*[str(p) for p in parts]))
+
+
+def entity_dir(subject: str, session: str | None = None) -> str:
+    """``sub-<s>`` or ``sub-<s>/ses-<t>``."""
+    return f"sub-{subject}" + (f"/ses-{session}" if session else "")
+
+
+def entity_prefix(subject: str, session: str | None = None) -> str:
+    """``sub-<s>`` or ``sub-<s>_ses-<t>``: the start of every file name."""
+    return f"sub-{subject}" + (f"_ses-{session}" if session else "")
+
+
+def subject_file(output_dir, datatype: str, suffix: str, subject: str, session: str | None = None) -> str:
+    """``{output_dir}/sub-<s>[/ses-<t>]/<datatype>/sub-<s>[_ses-<t>]_<suffix>``."""
+    return _join(output_dir, entity_dir(subject, session), datatype,
+                 f"{entity_prefix(subject, session)}_{suffix}")
+
+
+# --- atlases -------------------------------------------------------------------------
+
+def atlas_labels(output_dir, atlas: str) -> str:
+    """Label table in matrix order: ``atlases/atlas-{atlas}_dseg.tsv``."""
+    return _join(output_dir, "atlases", f"atlas-{atlas}_dseg.tsv")
+
+
+def atlas_image(output_dir, atlas: str) -> str:
+    """The atlas image in template (MNI152NLin6Asym, FSL grid) space."""
+    return _join(output_dir, "atlases", f"atlas-{atlas}_space-MNI152NLin6Asym_dseg.nii.gz")
+
+
+# --- per-subject connectomes and coupling ---------------------------------------------
+
+def sc_matrix(output_dir, subject, session, atlas, weight) -> str:
+    """``sub-{s}/dwi/sub-{s}_atlas-{atlas}_desc-{weight}_sc.tsv`` (weight: count|sift2|length|fa)."""
+    return subject_file(output_dir, "dwi", f"atlas-{atlas}_desc-{weight}_sc.tsv", subject, session)
+
+
+def fc_matrix(output_dir, subject, session, atlas) -> str:
+    """``sub-{s}/func/sub-{s}_task-rest_atlas-{atlas}_desc-corr_fc.tsv`` (Pearson r)."""
+    return subject_file(output_dir, "func", f"task-rest_atlas-{atlas}_desc-corr_fc.tsv", subject, session)
+
+
+def timeseries(output_dir, subject, session, atlas) -> str:
+    """``sub-{s}/func/sub-{s}_task-rest_atlas-{atlas}_timeseries.tsv`` (header: region names)."""
+    return subject_file(output_dir, "func", f"task-rest_atlas-{atlas}_timeseries.tsv", subject, session)
+
+
+def sfc_table(output_dir, subject, session, atlas, method) -> str:
+    """``sub-{s}/coupling/sub-{s}_atlas-{atlas}_desc-{method}_sfc.tsv`` (index, name, sfc)."""
+    return subject_file(output_dir, "coupling", f"atlas-{atlas}_desc-{method}_sfc.tsv", subject, session)
+
+
+def qc_dir(output_dir, subject, session=None) -> str:
+    """``sub-{s}/qc``: QC measures and pictures."""
+    return _join(output_dir, entity_dir(subject, session), "qc")
+
+
+# --- group -------------------------------------------------------------------------------
+
+def group_file(output_dir, name: str) -> str:
+    return _join(output_dir, "group", name)
+
+
+def group_sfc(output_dir, atlas, method) -> str:
+    return group_file(output_dir, f"atlas-{atlas}_desc-{method}_sfc.tsv")
+
+
+def group_stats(output_dir, atlas, method) -> str:
+    return group_file(output_dir, f"atlas-{atlas}_desc-{method}_groupstats.tsv")
+
+
+def group_clinical(output_dir, atlas, method) -> str:
+    return group_file(output_dir, f"atlas-{atlas}_desc-{method}_clinical.tsv")
+
+
+def classification(output_dir) -> str:
+    return group_file(output_dir, "classification.tsv")
+
+
+def excluded(output_dir) -> str:
+    """``group/excluded.tsv``: participant_id, reason."""
+    return group_file(output_dir, "excluded.tsv")
+
+
+def report(output_dir) -> str:
+    return _join(output_dir, "report.html")
