@@ -1,0 +1,49 @@
+# Two commands for a fresh machine (README.md):
+#   make demo   set up, generate the synthetic demo cohort, run the whole workflow on it
+#   make test   set up, run the test suite
+# Setup creates .venv with the pinned Python packages and, where `tckgen` is missing and
+# we are root on Debian/Ubuntu, installs MRtrix3 from the distribution (apt package mrtrix3).
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+CORES ?= all
+SNAKEMAKE := $(BIN)/snakemake --profile profiles/local --cores $(CORES)
+
+.PHONY: setup demo test lint clean-demo
+
+setup: $(VENV)/.installed mrtrix3
+
+$(VENV)/.installed: pyproject.toml
+	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null && $(PYTHON) -m venv $(VENV); \
+	  else echo "setup: '$(PYTHON) -m venv' failed: install Python's venv module (Debian: apt-get install python3-venv)"; exit 1; fi; }
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e ".[test]"
+	@touch $@
+
+mrtrix3:
+	@if command -v tckgen >/dev/null; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "setup: installing MRtrix3 (Debian package mrtrix3)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends mrtrix3 >/dev/null; \
+	else \
+	  echo "setup: MRtrix3 is not on PATH and this is not a root Debian/Ubuntu shell."; \
+	  echo "  Without root: run the workflow with per-rule conda environments"; \
+	  echo "  (snakemake --software-deployment-method conda, envs/mrtrix.yaml), or load your"; \
+	  echo "  cluster's module (e.g. 'module load mrtrix3') before 'make'."; \
+	  exit 1; \
+	fi
+
+demo: setup
+	$(SNAKEMAKE) simulate_demo
+	$(SNAKEMAKE)
+	@echo "demo finished: results in results/, open results/report.html in a browser"
+
+test: setup
+	$(BIN)/python -m pytest
+
+lint: setup
+	$(BIN)/snakemake --lint

@@ -1,0 +1,49 @@
+"""Shared fixtures: where the test data are, and how to run the workflow."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
+
+
+def _shared_data() -> Path | None:
+    for candidate in (os.environ.get("SFC_SHARED_DATA"), REPO.parent / "shared" / "data", "/work/shared/data"):
+        if candidate and Path(candidate).is_dir():
+            return Path(candidate)
+    return None
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """Third-party test data (atlases, real scans) kept beside the repository, never in it."""
+    path = _shared_data()
+    if path is None:
+        pytest.skip("shared test data not found: set SFC_SHARED_DATA to the folder with atlases/ and mri/")
+    return path
+
+
+@pytest.fixture(scope="session")
+def atlas_dir(shared_data) -> Path:
+    path = Path(os.environ.get("SFC_ATLAS_DIR") or shared_data / "atlases")
+    if not (path / "bna246").is_dir() and not any(path.glob("BN_Atlas_246_*")):
+        pytest.skip(f"no atlases in {path}: set SFC_ATLAS_DIR")
+    return path
+
+
+def run_snakemake(*args, cwd=REPO, env=None, timeout=600) -> subprocess.CompletedProcess:
+    """Run the workflow's snakemake from the repository root; returns the completed process."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([SNAKEMAKE, *map(str, args)], cwd=cwd, env=full_env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+@pytest.fixture
+def snakemake_runner():
+    return run_snakemake

@@ -1,0 +1,249 @@
+"""sfc.bids: discovery keeps complete subjects and leaves the others out with a reason;
+a broken participants table is one clear InputError."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from sfc import bids, testing
+from sfc.errors import InputError
+
+COLUMNS = ["age", "sex", "site", "education_years", "hamd24_pre", "bsi"]
+GROUPS = ["TRD", "nTRD", "HC"]
+
+
+def discover(bids_dir, **kwargs):
+    return bids.discover(bids_dir, groups=GROUPS, columns=COLUMNS, **kwargs)
+
+
+@pytest.fixture
+def cohort(tmp_path):
+    return testing.make_dataset(tmp_path / "bids", 6)
+
+
+def reasons(result):
+    return {row["participant_id"]: row["reason"] for row in result.excluded}
+
+
+def test_complete_cohort_is_kept_with_all_modalities(cohort):
+    result = discover(cohort)
+    assert len(result.kept) == 6 and not result.excluded
+    scan = result.kept[("0001", None)]
+    assert scan.t1w.endswith("sub-0001_T1w.nii.gz")
+    assert scan.bval.endswith("sub-0001_dwi.bval") and scan.bvec.endswith("sub-0001_dwi.bvec")
+    assert [run.repetition_time for run in scan.bold] == [2.0]
+    assert result.summary() == "6 subjects kept, 0 left out"
+
+
+def test_missing_modality_is_excluded_with_reason(cohort):
+    for path in (cohort / "sub-0002" / "dwi").iterdir():
+        path.unlink()
+    (cohort / "sub-0003" / "anat" / "sub-0003_T1w.nii.gz").unlink()
+    (cohort / "sub-0004" / "func" / "sub-0004_task-rest_bold.nii.gz").unlink()
+    result = discover(cohort)
+    assert set(result.kept) == {("0001", None), ("0005", None), ("0006", None)}
+    why = reasons(result)
+    assert "no diffusion image" in why["sub-0002"]
+    assert "no T1w image" in why["sub-0003"]
+    assert "no resting-state BOLD" in why["sub-0004"]
+
+
+def test_bval_count_mismatch_is_excluded(cohort):
+    (cohort / "sub-0002/dwi/sub-0002_dwi.bval").write_text("0 1000 1000 1000 1000 1000\n")  # 6, image has 7
+    result = discover(cohort)
+    assert ("0002", None) not in result.kept
+    assert reasons(result)["sub-0002"] == "sub-0002_dwi.nii.gz has 7 volumes but its .bval has 6 values"
+
+
+def test_bvec_count_mismatch_is_excluded(cohort):
+    (cohort / "sub-0005/dwi/sub-0005_dwi.bvec").write_text("0 1 0\n0 0 1\n0 0 0\n")
+    assert "its .bvec is not 3 rows of 7 values" in reasons(discover(cohort))["sub-0005"]
+
+
+def test_missing_bval_file_is_excluded(cohort):
+    (cohort / "sub-0006/dwi/sub-0006_dwi.bval").unlink()
+    assert reasons(discover(cohort))["sub-0006"] == "sub-0006_dwi.nii.gz has no .bval file"
+
+
+def test_unreadable_dwi_is_excluded_not_a_crash(cohort):
+    (cohort / "sub-0001/dwi/sub-0001_dwi.nii.gz").write_bytes(b"\x1f\x8b truncated")
+    assert "cannot be read as NIfTI" in reasons(discover(cohort))["sub-0001"]
+
+
+def test_missing_repetition_time_is_excluded(cohort):
+    (cohort / "sub-0003/func/sub-0003_task-rest_bold.json").write_text(json.dumps({"TaskName": "rest"}))
+    assert reasons(discover(cohort))["sub-0003"] == \
+        "sub-0003_task-rest_bold.nii.gz has no RepetitionTime (in seconds) in its JSON sidecar"
+
+
+def test_repetition_time_is_inherited_from_top_level_sidecar(cohort):
+    (cohort / "sub-0003/func/sub-0003_task-rest_bold.json").unlink()
+    (cohort / "task-rest_bold.json").write_text(json.dumps({"RepetitionTime": 0.8}))
+    assert discover(cohort).kept[("0003", None)].bold[0].repetition_time == 0.8
+
+
+def test_subject_absent_from_participants_is_excluded(cohort):
+    testing.make_subject(cohort, "0099")
+    result = discover(cohort)
+    assert reasons(result)["sub-0099"] == "not listed in participants.tsv"
+    assert len(result.kept) == 6
+
+
+def test_participant_without_folder_is_listed(cohort):
+    rows = [testing.participant_row(i, f"{i + 1:04d}") for i in range(7)]
+    testing.write_participants(cohort, rows)
+    assert reasons(discover(cohort))["sub-0007"] == "listed in participants.tsv but has no folder in bids_dir"
+
+
+def test_sessions_are_discovered_as_units(tmp_path):
+    root = tmp_path / "bids"
+    testing.make_dataset(root, 2, sessions=("1", "2"))
+    result = discover(root)
+    assert result.has_sessions
+    assert sorted(result.kept) == [("0001", "1"), ("0001", "2"), ("0002", "1"), ("0002", "2")]
+    assert result.kept[("0002", "2")].dwi.endswith("sub-0002/ses-2/dwi/sub-0002_ses-2_dwi.nii.gz")
+
+
+def test_mixed_session_layout_is_one_clear_error(tmp_path):
+    root = tmp_path / "bids"
+    testing.make_dataset(root, 2, sessions=("1",))
+    testing.make_subject(root, "0003")
+    testing.write_participants(root, [testing.participant_row(i, f"{i + 1:04d}") for i in range(3)])
+    with pytest.raises(InputError, match="have no ses-<label> folder"):
+        discover(root)
+
+
+def test_derivative_routes_do_not_require_the_replaced_modality(cohort):
+    for path in (cohort / "sub-0002" / "dwi").iterdir():
+        path.unlink()
+    assert ("0002", None) in discover(cohort, need=("t1w", "bold")).kept
+
+
+def test_exclusion_table_has_interface_columns(cohort):
+    (cohort / "sub-0002/dwi/sub-0002_dwi.bval").unlink()
+    table = discover(cohort).excluded_table()
+    assert list(table.columns) == ["participant_id", "reason"]
+    assert table.iloc[0].participant_id == "sub-0002"
+
+
+# --- participants.tsv errors: one message naming file, line/column and fix ---------------
+
+def write_table(tmp_path, text):
+    path = tmp_path / "participants.tsv"
+    path.write_text(text)
+    return path
+
+
+HEAD = "participant_id\tgroup\tage\tsex\tsite\teducation_years\thamd24_pre\tbsi\n"
+
+
+def test_unknown_group_names_file_line_value_and_fix(tmp_path):
+    path = write_table(tmp_path, HEAD + "sub-01\tTRD\t30\tF\ts1\t12\t31\t4\nsub-02\tMDD\t40\tM\ts1\t12\t30\t2\n")
+    with pytest.raises(InputError) as err:
+        bids.read_participants(path, "group", GROUPS, COLUMNS)
+    message = str(err.value)
+    assert message.startswith(str(path))
+    assert "line 3 (sub-02), column 'group': unknown group 'MDD'" in message
+    assert "Fix: correct the label, or add it to the config key `groups`" in message
+
+
+def test_missing_configured_column_is_named(tmp_path):
+    path = write_table(tmp_path, "participant_id\tgroup\tage\nsub-01\tTRD\t30\n")
+    with pytest.raises(InputError, match=r"column\(s\) 'sex', 'site', 'education_years', 'hamd24_pre', 'bsi'"):
+        bids.read_participants(path, "group", GROUPS, COLUMNS)
+
+
+def test_missing_group_column_is_named(tmp_path):
+    path = write_table(tmp_path, "participant_id\tdiagnosis\nsub-01\tTRD\n")
+    with pytest.raises(InputError, match="column\\(s\\) 'group' named in the config are missing"):
+        bids.read_participants(path, "group", GROUPS)
+
+
+def test_non_numeric_age_names_line_and_column(tmp_path):
+    path = write_table(tmp_path, HEAD + "sub-01\tTRD\tthirty\tF\ts1\t12\t31\t4\n")
+    with pytest.raises(InputError, match=r"line 2 \(sub-01\), column 'age': 'thirty' is not valid"):
+        bids.read_participants(path, "group", GROUPS, COLUMNS)
+
+
+def test_out_of_range_scale_is_refused(tmp_path):
+    path = write_table(tmp_path, HEAD + "sub-01\tTRD\t30\tF\ts1\t12\t31\t99\n")
+    with pytest.raises(InputError, match=r"column 'bsi': 99.0 is not valid"):
+        bids.read_participants(path, "group", GROUPS, COLUMNS)
+
+
+def test_bad_participant_id_is_refused(tmp_path):
+    path = write_table(tmp_path, HEAD + "01\tTRD\t30\tF\ts1\t12\t31\t4\n")
+    with pytest.raises(InputError, match=r"column 'participant_id': '01' is not valid"):
+        bids.read_participants(path, "group", GROUPS, COLUMNS)
+
+
+def test_duplicate_participant_is_refused(tmp_path):
+    row = "sub-01\tTRD\t30\tF\ts1\t12\t31\t4\n"
+    path = write_table(tmp_path, HEAD + row + row)
+    with pytest.raises(InputError, match=r"sub-01 appears more than once \(lines 2, 3\)"):
+        bids.read_participants(path, "group", GROUPS, COLUMNS)
+
+
+def test_ragged_table_is_malformed(tmp_path):
+    path = write_table(tmp_path, "participant_id\tgroup\nsub-01\tTRD\textra\tcells\n")
+    with pytest.raises(InputError, match="malformed table: line 2 has 4 tab-separated fields, the header has 2"):
+        bids.read_participants(path, "group", GROUPS)
+
+
+def test_comma_separated_table_gets_a_hint(tmp_path):
+    path = write_table(tmp_path, "participant_id,group\nsub-01,TRD\n")
+    with pytest.raises(InputError, match="no participant_id column \\(it looks comma-separated\\)"):
+        bids.read_participants(path, "group", GROUPS)
+
+
+def test_missing_values_are_na_not_errors(tmp_path):
+    path = write_table(tmp_path, HEAD + "sub-01\tHC\t30\tF\ts1\t12\tn/a\tn/a\n")
+    table = bids.read_participants(path, "group", GROUPS, COLUMNS)
+    assert table.loc["sub-01", "age"] == 30.0 and table["bsi"].isna().all()
+
+
+def test_missing_participants_file_says_where(tmp_path):
+    with pytest.raises(InputError, match="participants table not found"):
+        bids.read_participants(tmp_path / "none.tsv")
+
+
+def test_missing_bids_dir_is_one_error(tmp_path):
+    with pytest.raises(InputError, match="the BIDS folder does not exist"):
+        bids.discover(tmp_path / "nowhere")
+
+
+# --- connectome-level input -----------------------------------------------------------------
+
+def _connectome_site(root: Path, subjects):
+    from sfc import io, paths
+    import numpy as np
+    for s in subjects:
+        for atlas in ("HOA",):
+            io.write_matrix(paths.sc_matrix(root, s, None, atlas, "count"), np.zeros((3, 3)))
+            io.write_matrix(paths.fc_matrix(root, s, None, atlas), np.eye(3))
+    return root
+
+
+def _discover_connectomes(dirs, participants):
+    from sfc import paths
+    return bids.discover_connectomes(dirs, participants, lambda d, s, a: paths.sc_matrix(d, s, None, a, "count"),
+                                     lambda d, s, a: paths.fc_matrix(d, s, None, a), ["HOA"])
+
+
+def test_connectome_folders_are_pooled(tmp_path):
+    a = _connectome_site(tmp_path / "siteA", ["A1", "A2"])
+    b = _connectome_site(tmp_path / "siteB", ["B1"])
+    rows = [testing.participant_row(i, s) for i, s in enumerate(["A1", "A2", "B1"])]
+    table = bids.read_participants(testing.write_participants(tmp_path, rows), "group", GROUPS)
+    result = _discover_connectomes([a, b], table)
+    assert {k[0]: v.source_dir for k, v in result.kept.items()} == {"A1": str(a), "A2": str(a), "B1": str(b)}
+
+
+def test_conflicting_subject_ids_across_sites_are_an_error(tmp_path):
+    a = _connectome_site(tmp_path / "siteA", ["01"])
+    b = _connectome_site(tmp_path / "siteB", ["01"])
+    table = bids.read_participants(testing.write_participants(tmp_path, [testing.participant_row(0, "01")]),
+                                   "group", GROUPS)
+    with pytest.raises(InputError, match="sub-01 is also in .*siteA: subject IDs conflict across sites"):
+        _discover_connectomes([a, b], table)

@@ -1,0 +1,115 @@
+# Config validation, BIDS discovery and the path patterns every rule uses.
+# Everything here runs once at parse time; input functions are dictionary look-ups.
+
+import os
+import sys
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+sys.path.insert(0, str(Path(workflow.basedir) / "workflow" / "scripts"))
+
+from sfc import bids, paths  # noqa: E402
+from sfc.config import schema_problem  # noqa: E402
+from sfc.errors import InputError  # noqa: E402
+
+
+def fail(error):
+    """Stop before any job starts with the one message that names file, problem and fix."""
+    sys.stderr.write(f"\nsfc: configuration or input error\n  {error}\n\n")
+    sys.exit(1)
+
+
+CONFIG_SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
+try:
+    validate(config, str(CONFIG_SCHEMA))
+except WorkflowError:
+    fail(InputError(", ".join(map(str, workflow.configfiles)) or "config",
+                    schema_problem(config, CONFIG_SCHEMA) or "the config does not match its schema",
+                    "correct the key (every key is documented in config/README.md)"))
+
+OUT = config["output_dir"]
+LOGS = f"{OUT}/logs"
+BENCH = f"{OUT}/benchmarks"
+ATLASES = config["atlases"]
+CONNECTOME_INPUT = config["input"] == "connectomes"
+
+
+def _configured_columns():
+    cols = [*config.get("covariates", []), *config.get("clinical_scales", [])]
+    if config.get("site_column"):
+        cols.append(config["site_column"])
+    return cols
+
+
+def _discover():
+    if CONNECTOME_INPUT:
+        if not config.get("participants"):
+            raise InputError(None, "input: connectomes needs a pooled participants table",
+                             "set the config key `participants` to a participants.tsv covering every site")
+        table = bids.read_participants(config["participants"], config["group_column"], config["groups"],
+                                       _configured_columns())
+        return bids.discover_connectomes(
+            config["connectomes_dirs"], table,
+            lambda d, s, a: paths.sc_matrix(d, s, None, a, config["sc_weight"]),
+            lambda d, s, a: paths.fc_matrix(d, s, None, a), ATLASES)
+    need = ["t1w", "dwi", "bold"]
+    if config["input"]["dwi"] == "qsiprep":
+        need.remove("dwi")
+    if config["input"]["func"] == "fmriprep":
+        need.remove("bold")
+    return bids.discover(config["bids_dir"], config.get("participants"), config["group_column"],
+                         config["groups"], _configured_columns(), need=tuple(need), task=config["task"])
+
+
+DEMO_PENDING = (
+    not CONNECTOME_INPUT
+    and config["demo"]["generate"]
+    and not os.path.isdir(config["bids_dir"])
+)
+if DEMO_PENDING:
+    DISCOVERY = None
+    sys.stderr.write(f"sfc: {config['bids_dir']} does not exist yet: the demo cohort will be generated first "
+                     "(run snakemake again afterwards to process it)\n")
+else:
+    try:
+        DISCOVERY = _discover()
+    except InputError as error:
+        fail(error)
+    sys.stderr.write(f"sfc: {DISCOVERY.summary()}\n")
+
+HAS_SESSIONS = bool(DISCOVERY and DISCOVERY.has_sessions)
+# The session entity of every per-subject path pattern: absent for session-less datasets.
+SES = "{session}" if HAS_SESSIONS else None
+UNITS = sorted(DISCOVERY.kept) if DISCOVERY else []  # (subject, session) pairs kept
+
+
+wildcard_constraints:
+    subject="[A-Za-z0-9]+",
+    session="[A-Za-z0-9]+",
+    atlas="|".join(ATLASES),
+
+
+def scans(wildcards):
+    """The discovered inputs of the subject (and session) a job is for."""
+    return DISCOVERY.kept[(wildcards.subject, wildcards.get("session"))]
+
+
+def expand_units(pattern, **kwargs):
+    """``pattern`` filled in for every kept subject (and session)."""
+    return [pattern.format(subject=s, session=t, **kwargs) for s, t in UNITS]
+
+
+def excluded_records():
+    return DISCOVERY.excluded_table().to_dict("records") if DISCOVERY else []
+
+
+# Stage files add their final outputs here; `rule all` asks for all of them.
+TARGETS = []
+
+
+def final_targets(wildcards):
+    if DEMO_PENDING:
+        return [config["bids_dir"]]
+    return TARGETS

@@ -1,0 +1,24 @@
+# The built-in synthetic cohort with known ground truth (sfc.simulate).
+
+
+rule simulate_demo:
+    output:
+        bids=directory(config["bids_dir"]),
+        truth=directory(config["demo"]["truth_dir"]),
+    params:
+        preset=config["demo"]["preset"],
+        seed=config["seed"],
+        atlas_dir=config["atlas_dir"],
+        resolution=config["atlas_resolution"],
+    log:
+        f"{LOGS}/simulate_demo.log",
+    benchmark:
+        f"{BENCH}/simulate_demo.tsv"
+    threads: 2
+    resources:
+        mem_mb=lambda wildcards, attempt: 4000 * attempt,
+        runtime=lambda wildcards, attempt: 30 * attempt,
+    conda:
+        "../../envs/core.yaml"
+    script:
+        "../scripts/simulate_demo.py"

@@ -1,0 +1,16 @@
+"""Rule prepare_atlas: verified atlas image (values 1..N in label order) and its label table."""
+
+from sfc import atlases
+from sfc.logs import script_logger
+
+log = script_logger(snakemake.log[0])
+atlas = snakemake.wildcards.atlas
+prepared = atlases.prepare_atlas(
+    atlas,
+    snakemake.output.image,
+    snakemake.output.labels,
+    atlas_dir=snakemake.params.atlas_dir,
+    resolution=snakemake.params.resolution,
+    allow_download=snakemake.params.download,
+)
+log.info("%s: %d labels written to %s (%s)", atlas, prepared.n_labels, prepared.image, atlases.citation(atlas))
