@@ -6,7 +6,8 @@ rule simulate_demo:
         bids=directory(config["bids_dir"]),
         truth=directory(config["demo"]["truth_dir"]),
     params:
-        preset=config["demo"]["preset"],
+        # the whole demo block (a dict: a bare preset name would look like a path prefix to the linter)
+        demo=config["demo"],
         seed=config["seed"],
         atlas_dir=config["atlas_dir"],
         resolution=config["atlas_resolution"],

@@ -1,0 +1,137 @@
+"""The Snakefile at parse time: lint, dry runs, and bad input stopping with one clear message."""
+
+import json
+import re
+import time
+
+import pytest
+import yaml
+
+from conftest import run_snakemake
+from sfc import testing
+
+
+def with_config(tmp_path, **overrides):
+    """A config file with ``overrides`` on top of config/config.yaml (Snakemake merges them)."""
+    path = tmp_path / f"config_{len(list(tmp_path.glob('config_*.yaml')))}.yaml"
+    path.write_text(yaml.safe_dump(overrides))
+    return path
+
+
+def dry_run(tmp_path, **overrides):
+    return run_snakemake("-n", "--configfile", with_config(tmp_path, **overrides))
+
+
+def job_counts(stdout: str) -> dict:
+    """Snakemake's dry-run 'Job stats' table as {rule: count}."""
+    block = stdout.split("Job stats:")[-1]
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", block, re.M)}
+
+
+@pytest.fixture(scope="module")
+def fake_cohort(tmp_path_factory):
+    return testing.make_dataset(tmp_path_factory.mktemp("fake") / "bids", 6)
+
+
+def test_lint_is_clean():
+    result = run_snakemake("--lint")
+    assert result.returncode == 0, result.stderr
+    assert "Congratulations, your workflow is in a good condition!" in result.stdout + result.stderr
+    assert "Lints for" not in result.stdout + result.stderr
+
+
+def test_demo_config_dry_run_plans_the_demo_cohort(tmp_path, atlas_dir):
+    result = dry_run(tmp_path, bids_dir=f"{tmp_path}/demo/bids", output_dir=f"{tmp_path}/results",
+                     demo={"generate": True, "preset": "demo", "truth_dir": f"{tmp_path}/demo/truth"})
+    assert result.returncode == 0, result.stderr
+    assert job_counts(result.stdout).get("simulate_demo") == 1
+    assert "the demo cohort will be generated first" in result.stderr
+
+
+def test_dry_run_on_a_cohort_reports_kept_and_left_out(fake_cohort, tmp_path, atlas_dir):
+    (fake_cohort / "sub-0002/dwi/sub-0002_dwi.bval").write_text("0 1000\n")
+    result = dry_run(tmp_path, bids_dir=str(fake_cohort), output_dir=f"{tmp_path}/out")
+    assert result.returncode == 0, result.stderr
+    assert "sfc: 5 subjects kept, 1 left out (reasons in group/excluded.tsv)" in result.stderr
+    assert job_counts(result.stdout)["prepare_atlas"] == 2
+
+
+def test_exclusions_are_written_to_excluded_tsv(fake_cohort, tmp_path, atlas_dir):
+    (fake_cohort / "sub-0003/anat/sub-0003_T1w.nii.gz").unlink()
+    out = tmp_path / "out"
+    result = run_snakemake("--cores", "1", "--configfile", with_config(
+        tmp_path, bids_dir=str(fake_cohort), output_dir=str(out), atlas_dir=str(atlas_dir)))
+    assert result.returncode == 0, result.stderr
+    rows = (out / "group/excluded.tsv").read_text().splitlines()
+    assert rows[0] == "participant_id\treason"
+    assert "sub-0003\tno T1w image (anat/*_T1w.nii[.gz])" in rows
+    assert (out / "atlases/atlas-HOA_dseg.tsv").read_text().count("\n") == 111
+    # nothing was written into the input dataset
+    assert not list(fake_cohort.rglob("*.snakemake*"))
+
+
+def _assert_one_clear_message(result, *fragments):
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr and "Traceback" not in result.stdout
+    assert "sfc: configuration or input error" in result.stderr
+    for fragment in fragments:
+        assert fragment in result.stderr, result.stderr
+
+
+def test_unknown_group_label_stops_before_any_job(fake_cohort, tmp_path):
+    table = tmp_path / "participants.tsv"
+    table.write_text((fake_cohort / "participants.tsv").read_text().replace("\tnTRD\t", "\tMDD\t", 1))
+    result = dry_run(tmp_path, bids_dir=str(fake_cohort), participants=str(table), output_dir=f"{tmp_path}/out")
+    _assert_one_clear_message(result, str(table), "line 3 (sub-0002), column 'group': unknown group 'MDD'",
+                              "Fix: correct the label, or add it to the config key `groups`")
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_configured_column_stops(fake_cohort, tmp_path):
+    result = dry_run(tmp_path, bids_dir=str(fake_cohort), clinical_scales=["hamd24_pre", "madrs"],
+                     output_dir=f"{tmp_path}/o")
+    _assert_one_clear_message(result, "column(s) 'madrs' named in the config are missing",
+                              "add the column(s) to participants.tsv")
+
+
+def test_malformed_participants_stops(fake_cohort, tmp_path):
+    table = tmp_path / "participants.tsv"
+    lines = (fake_cohort / "participants.tsv").read_text().splitlines()
+    lines[4] += "\textra"
+    table.write_text("\n".join(lines) + "\n")
+    result = dry_run(tmp_path, bids_dir=str(fake_cohort), participants=str(table), output_dir=f"{tmp_path}/o")
+    _assert_one_clear_message(result, "malformed table: line 5 has 10 tab-separated fields, the header has 9")
+
+
+def test_unknown_config_key_stops(fake_cohort, tmp_path):
+    result = dry_run(tmp_path, bids_dir=str(fake_cohort), atlass=["HOA"], output_dir=f"{tmp_path}/o")
+    _assert_one_clear_message(result, "config key (top level): Additional properties are not allowed ('atlass'")
+
+
+def test_wrong_config_value_stops(fake_cohort, tmp_path):
+    result = dry_run(tmp_path, bids_dir=str(fake_cohort), sc_weight="streamlines", output_dir=f"{tmp_path}/o")
+    _assert_one_clear_message(result, "config key sc_weight: 'streamlines' is not one of")
+
+
+def test_missing_bids_dir_without_demo_stops(tmp_path):
+    result = dry_run(tmp_path, bids_dir=f"{tmp_path}/nope", output_dir=f"{tmp_path}/o",
+                     demo={"generate": False, "preset": "demo", "truth_dir": "x"})
+    _assert_one_clear_message(result, "the BIDS folder does not exist")
+
+
+@pytest.mark.slow
+def test_dry_run_of_1000_subjects(tmp_path, atlas_dir):
+    """Discovery of 1000 subjects must not make the DAG slow; the time is recorded."""
+    bids_dir = testing.make_dataset(tmp_path / "bids", 1000)
+    start = time.perf_counter()
+    result = dry_run(tmp_path, bids_dir=str(bids_dir), output_dir=f"{tmp_path}/out")
+    seconds = time.perf_counter() - start
+    assert result.returncode == 0, result.stderr
+    assert "sfc: 1000 subjects kept, 0 left out" in result.stderr
+    counts = job_counts(result.stdout)
+    record = {"subjects": 1000, "jobs": counts.get("total"), "dry_run_seconds": round(seconds, 2)}
+    (tmp_path / "dryrun_1000.json").write_text(json.dumps(record))
+    print(f"\ndry run, 1000 subjects: {record}")
+    # Generous bound for a shared 2-core CI machine: the benchmark compares against a bare
+    # Snakefile with the same job graph; here we only guard against pathological slowness.
+    assert seconds < 120
