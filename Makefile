@@ -28,7 +28,7 @@ mrtrix3:
 	@if command -v tckgen >/dev/null; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  echo "setup: installing MRtrix3 (Debian package mrtrix3)"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends mrtrix3 >/dev/null; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mrtrix3 >/dev/null; \
 	else \
 	  echo "setup: MRtrix3 is not on PATH and this is not a root Debian/Ubuntu shell."; \
 	  echo "  Without root: run the workflow with per-rule conda environments"; \
