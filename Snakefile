@@ -1,12 +1,15 @@
 # Structure-function coupling from raw BIDS to group statistics.
 # Read README.md first; config/README.md documents every key.
 
+import os
+
 from snakemake.utils import min_version
 
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+# The defaults live beside this file, so `snakemake -s <repo>/Snakefile -d <project>` works from anywhere.
+configfile: os.path.join(workflow.basedir, "config", "config.yaml")
 
 
 include: "workflow/rules/common.smk"

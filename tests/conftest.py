@@ -37,10 +37,18 @@ def atlas_dir(shared_data) -> Path:
     return path
 
 
-def run_snakemake(*args, cwd=REPO, env=None, timeout=600) -> subprocess.CompletedProcess:
-    """Run the workflow's snakemake from the repository root; returns the completed process."""
+def run_snakemake(*args, workdir=None, env=None, timeout=600, snakemake=SNAKEMAKE) -> subprocess.CompletedProcess:
+    """Run the workflow (``-s <repo>/Snakefile``) in ``workdir``; returns the completed process.
+
+    Each test gets its own working directory, so Snakemake's metadata and locks never
+    collide between tests or with a user's run in the repository.
+    """
     full_env = {**os.environ, **(env or {})}
-    return subprocess.run([SNAKEMAKE, *map(str, args)], cwd=cwd, env=full_env, capture_output=True,
+    cmd = [snakemake, "-s", str(REPO / "Snakefile")]
+    if workdir is not None:
+        Path(workdir).mkdir(parents=True, exist_ok=True)
+        cmd += ["-d", str(workdir)]
+    return subprocess.run([*cmd, *map(str, args)], cwd=workdir or REPO, env=full_env, capture_output=True,
                           text=True, timeout=timeout)
 
 

@@ -19,7 +19,7 @@ def with_config(tmp_path, **overrides):
 
 
 def dry_run(tmp_path, **overrides):
-    return run_snakemake("-n", "--configfile", with_config(tmp_path, **overrides))
+    return run_snakemake("-n", "--configfile", with_config(tmp_path, **overrides), workdir=tmp_path / "work")
 
 
 def job_counts(stdout: str) -> dict:
@@ -33,8 +33,8 @@ def fake_cohort(tmp_path_factory):
     return testing.make_dataset(tmp_path_factory.mktemp("fake") / "bids", 6)
 
 
-def test_lint_is_clean():
-    result = run_snakemake("--lint")
+def test_lint_is_clean(tmp_path):
+    result = run_snakemake("--lint", workdir=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "Congratulations, your workflow is in a good condition!" in result.stdout + result.stderr
     assert "Lints for" not in result.stdout + result.stderr
@@ -60,7 +60,7 @@ def test_exclusions_are_written_to_excluded_tsv(fake_cohort, tmp_path, atlas_dir
     (fake_cohort / "sub-0003/anat/sub-0003_T1w.nii.gz").unlink()
     out = tmp_path / "out"
     result = run_snakemake("--cores", "1", "--configfile", with_config(
-        tmp_path, bids_dir=str(fake_cohort), output_dir=str(out), atlas_dir=str(atlas_dir)))
+        tmp_path, bids_dir=str(fake_cohort), output_dir=str(out), atlas_dir=str(atlas_dir)), workdir=tmp_path / "work")
     assert result.returncode == 0, result.stderr
     rows = (out / "group/excluded.tsv").read_text().splitlines()
     assert rows[0] == "participant_id\treason"

@@ -1,0 +1,100 @@
+"""The workflow through a real (one-node) SLURM with the project's profile gives the local results.
+
+Brings the cluster up from Debian's packages (tests/slurm_cluster.py), runs the
+workflow with ``--profile profiles/slurm`` from an environment that has the
+SLURM executor plugin (``.venv-slurm``, made on first use: the plugin is kept
+out of the main environment, see README), compares every output with a local
+run, and stops the daemons. Skipped, with the reason, where it cannot run.
+"""
+
+import filecmp
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+import slurm_cluster
+from conftest import REPO, run_snakemake
+from sfc import testing
+
+pytestmark = pytest.mark.slow
+SLURM_VENV = REPO / ".venv-slurm"
+
+
+def slurm_snakemake() -> str:
+    """snakemake from an environment with the pinned SLURM executor plugin (created once)."""
+    exe = SLURM_VENV / "bin" / "snakemake"
+    if not exe.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(SLURM_VENV)], check=True)
+        result = subprocess.run([str(SLURM_VENV / "bin" / "pip"), "install", "-q", "-e", f"{REPO}[test,slurm]"],
+                                capture_output=True, text=True)
+        if result.returncode != 0:
+            pytest.skip(f"could not install the SLURM executor plugin: {result.stderr[-500:]}")
+    return str(exe)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    try:
+        slurm_cluster.start()
+    except slurm_cluster.Unavailable as why:
+        pytest.skip(f"no local SLURM: {why}")
+    yield
+    slurm_cluster.stop()
+
+
+def project_profile_without_conda(tmp_path) -> Path:
+    """The project's SLURM profile, with conda switched off: CI cannot reach conda channels,
+    so the jobs use the plugin's environment (which holds the same pinned packages)."""
+    profile = yaml.safe_load((REPO / "profiles/slurm/config.yaml").read_text())
+    assert profile["executor"] == "slurm" and profile["software-deployment-method"] == "conda"
+    del profile["software-deployment-method"]
+    folder = tmp_path / "profile"
+    folder.mkdir()
+    (folder / "config.yaml").write_text(yaml.safe_dump(profile))
+    return folder
+
+
+def tree_files(root: Path) -> list[str]:
+    skip = ("logs/", "benchmarks/")
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()
+                  and not str(p.relative_to(root)).startswith(skip))
+
+
+def test_slurm_run_equals_local_run(cluster, tmp_path, atlas_dir):
+    bids_dir = testing.make_dataset(tmp_path / "bids", 4)
+    (bids_dir / "sub-0004/dwi/sub-0004_dwi.bval").write_text("0 1000\n")  # one subject left out
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({"bids_dir": str(bids_dir), "atlas_dir": str(atlas_dir)}))
+
+    local = run_snakemake("--cores", "2", "--configfile", config, "--config", f"output_dir={tmp_path}/local",
+                          workdir=tmp_path / "work_local")
+    assert local.returncode == 0, local.stderr
+
+    start = time.perf_counter()
+    slurm = run_snakemake("--profile", project_profile_without_conda(tmp_path),
+                          # no accounting database on the test cluster: ask squeue, not sacct
+                          "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "5",
+                          "--slurm-no-account", "--configfile", config, "--config", f"output_dir={tmp_path}/slurm",
+                          workdir=tmp_path / "work_slurm", snakemake=slurm_snakemake(), timeout=900)
+    seconds = time.perf_counter() - start
+    assert slurm.returncode == 0, slurm.stderr[-3000:]
+    log = slurm.stderr + slurm.stdout
+    assert "has been submitted with SLURM jobid" in log  # really went through the scheduler
+    print(f"\nworkflow through SLURM: {seconds:.0f} s")
+
+    local_files, slurm_files = tree_files(tmp_path / "local"), tree_files(tmp_path / "slurm")
+    assert local_files == slurm_files and local_files
+    for rel in local_files:
+        a, b = tmp_path / "local" / rel, tmp_path / "slurm" / rel
+        if rel.endswith(".nii.gz"):  # gzip headers hold a time stamp: compare the images
+            import nibabel as nib
+            import numpy as np
+            assert np.array_equal(np.asanyarray(nib.load(a).dataobj), np.asanyarray(nib.load(b).dataobj)), rel
+        else:
+            assert filecmp.cmp(a, b, shallow=False), rel
+    shutil.rmtree(tmp_path / "work_slurm" / ".snakemake", ignore_errors=True)
