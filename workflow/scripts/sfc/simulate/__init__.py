@@ -1,0 +1,21 @@
+"""Synthetic cohorts with known ground truth: the demo dataset and the yardstick of the tests.
+
+Two levels share one simulated brain (:mod:`sfc.simulate.brain`):
+
+- :func:`sfc.simulate.connectome.simulate_connectome_cohort` writes per-subject SC and FC
+  matrices for BNA-246 and HOA straight into the workflow's output layout (study scale,
+  seconds);
+- :func:`sfc.simulate.images.simulate_bids_cohort` writes a small BIDS dataset (T1w, DWI,
+  resting BOLD) whose every real processing step has real work to do.
+
+Both plant the study's findings (Ye et al. 2026, npj Mental Health Research 5:27): in TRD,
+structure-function decoupling in right MFG, left IPL, left PrG and right STG; in nTRD,
+left rostral hippocampus coupling that rises with BSI. ``null=True`` plants nothing.
+The command line is ``python -m sfc.simulate --help``.
+"""
+
+PRESETS = {
+    # subjects per group and effect sizes; images: voxel sizes, volumes, directions
+    "demo": dict(n_per_group={"TRD": 5, "nTRD": 5, "HC": 4}, trd_decoupling=0.9, hipp_bsi=1.0),
+    "large": dict(n_per_group={"TRD": 72, "nTRD": 152, "HC": 84}, trd_decoupling=0.7, hipp_bsi=1.0),
+}

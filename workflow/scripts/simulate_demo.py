@@ -1,0 +1,20 @@
+"""Rule simulate_demo: the synthetic BIDS cohort with known ground truth (sfc.simulate)."""
+
+from sfc.logs import script_logger
+from sfc.simulate import PRESETS
+from sfc.simulate.connectome import Effects
+from sfc.simulate.images import simulate_bids_cohort
+
+log = script_logger(snakemake.log[0])
+demo = snakemake.params.demo
+preset = PRESETS[demo["preset"]]
+cohort = simulate_bids_cohort(
+    snakemake.output.bids,
+    truth_dir=snakemake.output.truth,
+    atlas_dir=snakemake.params.atlas_dir,
+    n_per_group=preset["n_per_group"],
+    seed=snakemake.params.seed,
+    effects=Effects(trd_decoupling=preset["trd_decoupling"], hipp_bsi=preset["hipp_bsi"]),
+)
+log.info("demo cohort: %d subjects, %.1f MB, %.0f s; planted: %s", len(cohort.subjects), cohort.megabytes,
+         cohort.seconds, cohort.planted)
