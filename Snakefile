@@ -15,6 +15,8 @@ configfile: os.path.join(workflow.basedir, "config", "config.yaml")
 include: "workflow/rules/common.smk"
 include: "workflow/rules/demo.smk"
 include: "workflow/rules/atlases.smk"
+include: "workflow/rules/anat.smk"
+include: "workflow/rules/dwi.smk"
 
 
 rule all:

@@ -9,6 +9,10 @@ from pathlib import Path
 
 import pytest
 
+# Before any test imports antspyx: one ITK thread makes registrations reproducible (sfc sets
+# the same default when it is imported first).
+os.environ.setdefault("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", "1")
+
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
 

@@ -1,0 +1,93 @@
+# T1w anatomy: N4 + T1w->MNI registration + brain mask (anat_preprocess), 5TT tissue image
+# (anat_5tt; used by ACT and by the func stage's WM/CSF confounds), atlas in T1w space + QC
+# picture (anat_atlas). All antspyx; `5ttgen fsl` only when FSL is installed.
+
+
+include: "structural_common.smk"
+
+
+rule anat_preprocess:
+    input:
+        t1w=lambda w: scans(w).t1w,
+    output:
+        t1w=ANAT["t1w"],
+        mask=ANAT["mask"],
+        brain=ANAT["brain"],
+        affine=ANAT["affine"],
+        warp=ANAT["warp"],
+        inverse_warp=ANAT["inverse_warp"],
+        qc=ANAT["qc"],
+    log:
+        log_file("anat", "anat_preprocess"),
+    benchmark:
+        bench_file("anat", "anat_preprocess")
+    conda:
+        "../../envs/ants.yaml"
+    threads: 1
+    resources:
+        mem_mb=lambda wildcards, attempt: 4000 * attempt,
+        runtime=lambda wildcards, attempt: 60 * attempt,
+    params:
+        template_dir=ANAT_CFG["template_dir"],
+        transform=ANAT_CFG["registration"],
+        seed=config["seed"],
+    script:
+        "../scripts/anat_preprocess.py"
+
+
+rule anat_5tt:
+    input:
+        t1w=ANAT["t1w"],
+        brain=ANAT["brain"],
+        mask=ANAT["mask"],
+    output:
+        five_tt=ANAT["five_tt"],
+    log:
+        log_file("anat", "anat_5tt"),
+    benchmark:
+        bench_file("anat", "anat_5tt")
+    conda:
+        "../../envs/mrtrix.yaml"
+    threads: 1
+    resources:
+        mem_mb=lambda wildcards, attempt: 4000 * attempt,
+        runtime=lambda wildcards, attempt: 30 * attempt,
+    params:
+        use_fsl=ANAT_CFG["use_fsl"],
+        seed=config["seed"],
+    script:
+        "../scripts/anat_5tt.py"
+
+
+rule anat_atlas:
+    input:
+        atlas=paths.atlas_image(OUT, "{atlas}"),
+        t1w=ANAT["t1w"],
+        affine=ANAT["affine"],
+        warp=ANAT["warp"],
+        inverse_warp=ANAT["inverse_warp"],
+    output:
+        dseg=ANAT["dseg"],
+        png=report(
+            ANAT["png"], caption="../report/anat_atlas.rst", category="QC: structural"
+        ),
+    log:
+        log_file("anat", "anat_atlas_atlas-{atlas}"),
+    benchmark:
+        bench_file("anat", "anat_atlas_atlas-{atlas}")
+    conda:
+        "../../envs/ants.yaml"
+    threads: 1
+    resources:
+        mem_mb=lambda wildcards, attempt: 2000 * attempt,
+        runtime=lambda wildcards, attempt: 10 * attempt,
+    script:
+        "../scripts/anat_atlas.py"
+
+
+if not CONNECTOME_INPUT:
+    TARGETS += [
+        ANAT["png"].format(subject=s, session=t, atlas=a)
+        for s, t in UNITS
+        for a in ATLASES
+    ]

@@ -1,0 +1,267 @@
+# Diffusion MRI -> structural connectomes (MRtrix3; antspyx for N4 and registration).
+# Needs anat.smk (included before this file: constants in structural_common.smk).
+#
+# dwi_preprocess (validate + denoise/degibbs/[eddy]/mask/N4; or QSIPrep's DWI)
+# -> dwi_tensor (FA) -> [dwi_fod] -> dwi_register (T1w->DWI rigid) -> dwi_atlas (per atlas)
+# -> [dwi_5tt for ACT] -> dwi_tractography -> [dwi_sift2] -> dwi_connectome (per atlas, all
+# weights) -> dwi_qc. The .tck is temp() unless dwi.tracking.keep_tck.
+# The tracking plan (what the data allow: lmax, response, FOD) is checked against the DWI's
+# validation summary by the first job that needs it (dwi_fod or dwi_tractography), so that a
+# change of tracking settings does not rerun the preprocessing.
+
+
+rule dwi_preprocess:
+    input:
+        unpack(dwi_raw_inputs),
+    output:
+        dwi=DWI["dwi"],
+        mask=DWI["mask"],
+        b0=DWI["b0"],
+        info=DWI["info"],
+    log:
+        log_file("dwi", "dwi_preprocess"),
+    benchmark:
+        bench_file("dwi", "dwi_preprocess")
+    conda:
+        "../../envs/mrtrix.yaml"
+    threads: DWI_CFG["nthreads"]
+    resources:
+        mem_mb=lambda wildcards, attempt: 4000 * attempt,
+        runtime=lambda wildcards, attempt: 60 * attempt,
+    params:
+        route=DWI_ROUTE,
+        denoise=DWI_CFG["denoise"],
+        degibbs=DWI_CFG["degibbs"],
+        eddy=DWI_CFG["eddy"],
+        pe_dir=DWI_CFG["pe_dir"],
+        readout_time=DWI_CFG["readout_time"],
+        bias=DWI_CFG["bias"],
+    script:
+        "../scripts/dwi_preprocess.py"
+
+
+rule dwi_tensor:
+    input:
+        dwi=DWI["dwi"],
+        mask=DWI["mask"],
+    output:
+        fa=DWI["fa"],
+        md=DWI["md"],
+        png=report(
+            DWI_QC["fa_png"], caption="../report/dwi_fa.rst", category="QC: structural"
+        ),
+    log:
+        log_file("dwi", "dwi_tensor"),
+    benchmark:
+        bench_file("dwi", "dwi_tensor")
+    conda:
+        "../../envs/mrtrix.yaml"
+    threads: DWI_CFG["nthreads"]
+    resources:
+        mem_mb=lambda wildcards, attempt: 2000 * attempt,
+        runtime=lambda wildcards, attempt: 10 * attempt,
+    script:
+        "../scripts/dwi_tensor.py"
+
+
+rule dwi_fod:
+    input:
+        dwi=DWI["dwi"],
+        mask=DWI["mask"],
+        info=DWI["info"],
+    output:
+        response=DWI["response"],
+        fod=DWI["fod"],
+    log:
+        log_file("dwi", "dwi_fod"),
+    benchmark:
+        bench_file("dwi", "dwi_fod")
+    conda:
+        "../../envs/mrtrix.yaml"
+    threads: DWI_CFG["nthreads"]
+    resources:
+        mem_mb=lambda wildcards, attempt: 4000 * attempt,
+        runtime=lambda wildcards, attempt: 60 * attempt,
+    params:
+        tracking=TRACKING,
+        weights=SC_WEIGHTS,
+    script:
+        "../scripts/dwi_fod.py"
+
+
+rule dwi_register:
+    input:
+        b0=DWI["b0"],
+        mask=DWI["mask"],
+        t1_brain=ANAT["brain"],
+        t1_mask=ANAT["mask"],
+    output:
+        xfm=DWI["xfm"],
+        qc=DWI_QC["register"],
+    log:
+        log_file("dwi", "dwi_register"),
+    benchmark:
+        bench_file("dwi", "dwi_register")
+    conda:
+        "../../envs/mrtrix.yaml"
+    threads: 1
+    resources:
+        mem_mb=lambda wildcards, attempt: 3000 * attempt,
+        runtime=lambda wildcards, attempt: 20 * attempt,
+    params:
+        seed=config["seed"],
+    script:
+        "../scripts/dwi_register.py"
+
+
+rule dwi_atlas:
+    input:
+        atlas=paths.atlas_image(OUT, "{atlas}"),
+        labels=paths.atlas_labels(OUT, "{atlas}"),
+        b0=DWI["b0"],
+        mask=DWI["mask"],
+        xfm=DWI["xfm"],
+        anat_affine=ANAT["affine"],
+        anat_inverse_warp=ANAT["inverse_warp"],
+    output:
+        nodes=DWI["nodes"],
+        png=report(
+            DWI_QC["atlas_png"],
+            caption="../report/dwi_atlas.rst",
+            category="QC: structural",
+        ),
+    log:
+        log_file("dwi", "dwi_atlas_atlas-{atlas}"),
+    benchmark:
+        bench_file("dwi", "dwi_atlas_atlas-{atlas}")
+    conda:
+        "../../envs/mrtrix.yaml"
+    threads: 1
+    resources:
+        mem_mb=lambda wildcards, attempt: 2000 * attempt,
+        runtime=lambda wildcards, attempt: 10 * attempt,
+    script:
+        "../scripts/dwi_atlas.py"
+
+
+rule dwi_5tt:
+    input:
+        five_tt=ANAT["five_tt"],
+        b0=DWI["b0"],
+        xfm=DWI["xfm"],
+    output:
+        five_tt=DWI["five_tt"],
+    log:
+        log_file("dwi", "dwi_5tt"),
+    benchmark:
+        bench_file("dwi", "dwi_5tt")
+    conda:
+        "../../envs/mrtrix.yaml"
+    threads: 1
+    resources:
+        mem_mb=lambda wildcards, attempt: 4000 * attempt,
+        runtime=lambda wildcards, attempt: 10 * attempt,
+    script:
+        "../scripts/dwi_5tt.py"
+
+
+rule dwi_tractography:
+    input:
+        unpack(tractography_inputs),
+    output:
+        tck=DWI["tck"] if TRACKING["keep_tck"] else temp(DWI["tck"]),
+        qc=DWI_QC["tracking"],
+    log:
+        log_file("dwi", "dwi_tractography"),
+    benchmark:
+        bench_file("dwi", "dwi_tractography")
+    conda:
+        "../../envs/mrtrix.yaml"
+    threads: DWI_CFG["nthreads"]
+    resources:
+        mem_mb=lambda wildcards, attempt: 4000 * attempt,
+        runtime=lambda wildcards, attempt: 120 * attempt,
+    params:
+        tracking=TRACKING,
+        weights=SC_WEIGHTS,
+        seed=config["seed"],
+    script:
+        "../scripts/dwi_tractography.py"
+
+
+rule dwi_sift2:
+    input:
+        unpack(sift2_inputs),
+    output:
+        weights=DWI["sift2"],
+    log:
+        log_file("dwi", "dwi_sift2"),
+    benchmark:
+        bench_file("dwi", "dwi_sift2")
+    conda:
+        "../../envs/mrtrix.yaml"
+    threads: DWI_CFG["nthreads"]
+    resources:
+        mem_mb=lambda wildcards, attempt: 8000 * attempt,
+        runtime=lambda wildcards, attempt: 60 * attempt,
+    script:
+        "../scripts/dwi_sift2.py"
+
+
+rule dwi_connectome:
+    input:
+        unpack(connectome_inputs),
+    output:
+        **SC_OUTPUTS,
+    log:
+        log_file("dwi", "dwi_connectome_atlas-{atlas}"),
+    benchmark:
+        bench_file("dwi", "dwi_connectome_atlas-{atlas}")
+    conda:
+        "../../envs/mrtrix.yaml"
+    threads: 1
+    resources:
+        mem_mb=lambda wildcards, attempt: 2000 * attempt,
+        runtime=lambda wildcards, attempt: 20 * attempt,
+    params:
+        weights=SC_WEIGHTS,
+    script:
+        "../scripts/dwi_connectome.py"
+
+
+rule dwi_qc:
+    input:
+        anat=ANAT["qc"],
+        register=DWI_QC["register"],
+        tracking=DWI_QC["tracking"],
+        fa=DWI["fa"],
+        mask=DWI["mask"],
+    output:
+        qc=DWI_QC["summary"],
+    log:
+        log_file("dwi", "dwi_qc"),
+    benchmark:
+        bench_file("dwi", "dwi_qc")
+    conda:
+        "../../envs/core.yaml"
+    threads: 1
+    resources:
+        mem_mb=lambda wildcards, attempt: 1000 * attempt,
+        runtime=lambda wildcards, attempt: 5 * attempt,
+    script:
+        "../scripts/dwi_qc.py"
+
+
+if not CONNECTOME_INPUT:
+    TARGETS += [
+        SC_OUTPUTS[f"sc_{w}"].format(subject=s, session=t, atlas=a)
+        for s, t in UNITS
+        for a in ATLASES
+        for w in SC_WEIGHTS
+    ]
+    TARGETS += [DWI_QC["summary"].format(subject=s, session=t) for s, t in UNITS]
+    TARGETS += [
+        DWI_QC["atlas_png"].format(subject=s, session=t, atlas=a)
+        for s, t in UNITS
+        for a in ATLASES
+    ]

@@ -1,0 +1,129 @@
+# Constants, config defaults and input functions of the anat and dwi stages (included once,
+# by anat.smk; kept apart from the rules because snakemake --lint asks for functions and rules
+# in separate files).
+
+import functools
+
+from sfc import dwi as sfc_dwi  # noqa: E402
+
+
+# The anat: and dwi: blocks of the config (defaults in config/config.yaml, documented in
+# config/README.md, validated by the schema).
+ANAT_CFG = config["anat"]
+DWI_CFG = config["dwi"]
+DWI_ROUTE = None if CONNECTOME_INPUT else config["input"]["dwi"]
+TRACKING = DWI_CFG["tracking"]
+SC_WEIGHTS = list(dict.fromkeys([*DWI_CFG["weights"], config["sc_weight"]]))
+NEEDS_FOD = (
+    TRACKING["algorithm"] not in sfc_dwi.TENSOR_ALGORITHMS or "sift2" in SC_WEIGHTS
+)
+ACT = bool(TRACKING["act"])
+TEMPLATE_SPACE = "MNI152NLin6Asym"
+
+
+def anat_file(suffix):
+    return paths.subject_file(OUT, "anat", suffix, "{subject}", SES)
+
+
+def dwi_file(suffix):
+    return paths.subject_file(OUT, "dwi", suffix, "{subject}", SES)
+
+
+def qc_file(suffix):
+    return paths.subject_file(OUT, "qc", suffix, "{subject}", SES)
+
+
+def log_file(stage, name):
+    return paths.subject_file(LOGS, stage, f"{name}.log", "{subject}", SES)
+
+
+def bench_file(stage, name):
+    return paths.subject_file(BENCH, stage, f"{name}.tsv", "{subject}", SES)
+
+
+ANAT = {
+    "t1w": anat_file("desc-preproc_T1w.nii.gz"),
+    "mask": anat_file("desc-brain_mask.nii.gz"),
+    "brain": anat_file("desc-brain_T1w.nii.gz"),
+    "affine": anat_file(f"from-T1w_to-{TEMPLATE_SPACE}_0GenericAffine.mat"),
+    "warp": anat_file(f"from-T1w_to-{TEMPLATE_SPACE}_1Warp.nii.gz"),
+    "inverse_warp": anat_file(f"from-T1w_to-{TEMPLATE_SPACE}_1InverseWarp.nii.gz"),
+    "five_tt": anat_file("desc-5tt_probseg.nii.gz"),
+    "dseg": anat_file("space-T1w_atlas-{atlas}_dseg.nii.gz"),
+    "qc": qc_file("desc-anat_qc.tsv"),
+    "png": qc_file("space-T1w_atlas-{atlas}_overlay.png"),
+}
+DWI = {
+    "dwi": dwi_file("space-dwi_desc-preproc_dwi.mif"),
+    "mask": dwi_file("space-dwi_desc-brain_mask.nii.gz"),
+    "b0": dwi_file("space-dwi_desc-meanb0_dwiref.nii.gz"),
+    "info": dwi_file("desc-validation_dwi.json"),
+    "fa": dwi_file("space-dwi_model-tensor_param-fa_dwimap.nii.gz"),
+    "md": dwi_file("space-dwi_model-tensor_param-md_dwimap.nii.gz"),
+    "response": dwi_file("desc-wm_response.txt"),
+    "fod": dwi_file("space-dwi_model-csd_label-WM_fod.mif"),
+    "xfm": dwi_file("from-T1w_to-dwi_0GenericAffine.mat"),
+    "five_tt": dwi_file("space-dwi_desc-5tt_probseg.nii.gz"),
+    "nodes": dwi_file("space-dwi_atlas-{atlas}_dseg.nii.gz"),
+    "tck": dwi_file("desc-tracks_tractography.tck"),
+    "sift2": dwi_file("desc-sift2_streamlineweights.txt"),
+}
+DWI_QC = {
+    "fa_png": qc_file("space-dwi_param-fa_dwimap.png"),
+    "atlas_png": qc_file("space-dwi_atlas-{atlas}_overlay.png"),
+    "register": qc_file("desc-t1wtodwi_qc.tsv"),
+    "tracking": qc_file("desc-tracking_qc.tsv"),
+    "summary": qc_file("desc-structural_qc.tsv"),
+}
+
+
+@functools.lru_cache(maxsize=None)
+def _qsiprep_dwi(subject, session):
+    try:
+        return sfc_dwi.find_qsiprep(config["derivatives"]["qsiprep"], subject, session)
+    except InputError as error:
+        fail(error)
+
+
+def dwi_raw_inputs(wildcards):
+    """The DWI series and FSL gradients: BIDS raw, or QSIPrep's preprocessed DWI (input.dwi: qsiprep)."""
+    if DWI_ROUTE == "qsiprep":
+        dwi, bval, bvec = _qsiprep_dwi(wildcards.subject, wildcards.get("session"))
+    else:
+        s = scans(wildcards)
+        dwi, bval, bvec = s.dwi, s.bval, s.bvec
+    return {"dwi": dwi, "bval": bval, "bvec": bvec}
+
+
+def tractography_inputs(wildcards):
+    files = {k: DWI[k] for k in ("dwi", "mask", "info")}
+    if TRACKING["algorithm"] not in sfc_dwi.TENSOR_ALGORITHMS:
+        files["fod"] = DWI["fod"]
+    if ACT:
+        files["five_tt"] = DWI["five_tt"]
+    return {k: v.format(**dict(wildcards.items())) for k, v in files.items()}
+
+
+def sift2_inputs(wildcards):
+    files = {"tck": DWI["tck"], "fod": DWI["fod"]}
+    if ACT:
+        files["five_tt"] = DWI["five_tt"]
+    return {k: v.format(**dict(wildcards.items())) for k, v in files.items()}
+
+
+def connectome_inputs(wildcards):
+    files = {
+        "tck": DWI["tck"],
+        "nodes": DWI["nodes"],
+        "fa": DWI["fa"],
+        "labels": paths.atlas_labels(OUT, "{atlas}"),
+    }
+    if "sift2" in SC_WEIGHTS:
+        files["sift2"] = DWI["sift2"]
+    return {k: v.format(**dict(wildcards.items())) for k, v in files.items()}
+
+
+# output names sc_<weight> ("count" is reserved by Snakemake)
+SC_OUTPUTS = {
+    f"sc_{w}": paths.sc_matrix(OUT, "{subject}", SES, "{atlas}", w) for w in SC_WEIGHTS
+}

@@ -1,0 +1,21 @@
+"""Rule dwi_qc: one row of structural QC per subject (registration, FA, streamlines)."""
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+
+from sfc import io
+from sfc.logs import script_logger
+
+log = script_logger(snakemake.log[0])
+inp = snakemake.input
+row = {"participant_id": f"sub-{snakemake.wildcards.subject}"}
+for key in ("anat", "register", "tracking"):
+    table = pd.read_csv(inp[key], sep="\t")
+    row.update({f"{key}_{c}": table.iloc[0][c] for c in table.columns})
+fa = np.asarray(nib.load(inp.fa).dataobj, dtype=float)
+mask = np.asarray(nib.load(inp.mask).dataobj) > 0
+row["fa_median_brain"] = float(np.median(fa[mask]))
+row["fa_p95_brain"] = float(np.percentile(fa[mask], 95))
+io.write_tsv(snakemake.output.qc, pd.DataFrame([row]))
+log.info("structural QC: %s", row)

@@ -1,0 +1,15 @@
+"""Rule dwi_register: rigid T1w -> mean b0 (antspyx, mutual information) and its QC numbers."""
+
+import pandas as pd
+
+from sfc import dwi, io
+from sfc.logs import script_logger
+
+log = script_logger(snakemake.log[0])
+inp = snakemake.input
+suffix = "0GenericAffine.mat"
+reg = dwi.register_t1_to_dwi(inp.b0, inp.t1_brain, snakemake.output.xfm[: -len(suffix)], dwi_mask=inp.mask,
+                             seed=snakemake.params.seed)
+qc = dwi.registration_qc(inp.b0, inp.mask, inp.t1_brain, inp.t1_mask, reg["fwdtransforms"])
+io.write_tsv(snakemake.output.qc, pd.DataFrame([qc]))
+log.info("T1w -> DWI: %s", qc)
