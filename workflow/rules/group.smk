@@ -1,0 +1,139 @@
+# Group statistics per atlas and coupling method: the group SFC table, ComBat across
+# sites (when a site column is configured), ANCOVA with post hoc contrasts and FDR,
+# clinical correlations within patient groups, and gyri that replicate across atlases.
+
+PARTICIPANTS_TSV = config["participants"] or f"{config['bids_dir']}/participants.tsv"
+STATS = config["stats"]
+# participant_id of each unit in the group tables (``_ses-<label>`` added where sessions exist)
+UNIT_IDS = [f"sub-{s}" + (f"_ses-{t}" if t else "") for s, t in UNITS]
+
+
+rule assemble_group_sfc:
+    input:
+        tables=expand_units(
+            paths.sfc_table(OUT, "{subject}", SES, "{atlas}", "{method}"),
+            atlas="{atlas}",
+            method="{method}",
+        ),
+        labels=paths.atlas_labels(OUT, "{atlas}"),
+    output:
+        paths.group_sfc(OUT, "{atlas}", "{method}"),
+    log:
+        f"{LOGS}/group/assemble_atlas-{{atlas}}_desc-{{method}}.log",
+    benchmark:
+        f"{BENCH}/group/assemble_atlas-{{atlas}}_desc-{{method}}.tsv"
+    wildcard_constraints:
+        method="spearman|communication|sdi",
+    conda:
+        "../../envs/core.yaml"
+    threads: 1
+    resources:
+        mem_mb=lambda wildcards, attempt: 1000 * attempt,
+        runtime=lambda wildcards, attempt: 10 * attempt,
+    params:
+        participant_ids=UNIT_IDS,
+    script:
+        "../scripts/assemble_group_sfc.py"
+
+
+rule group_stats:
+    input:
+        sfc=paths.group_sfc(OUT, "{atlas}", "{method}"),
+        participants=PARTICIPANTS_TSV,
+        labels=paths.atlas_labels(OUT, "{atlas}"),
+    output:
+        paths.group_stats(OUT, "{atlas}", "{method}"),
+    log:
+        f"{LOGS}/group/stats_atlas-{{atlas}}_desc-{{method}}.log",
+    benchmark:
+        f"{BENCH}/group/stats_atlas-{{atlas}}_desc-{{method}}.tsv"
+    wildcard_constraints:
+        method="spearman|communication|sdi",
+    conda:
+        "../../envs/core.yaml"
+    threads: 1
+    resources:
+        mem_mb=lambda wildcards, attempt: 1000 * attempt,
+        runtime=lambda wildcards, attempt: 10 * attempt,
+    params:
+        group_column=config["group_column"],
+        groups=config["groups"],
+        covariates=config["covariates"],
+        site_column=config["site_column"],
+        harmonize=STATS["harmonize"],
+    script:
+        "../scripts/group_stats.py"
+
+
+rule clinical_correlations:
+    input:
+        sfc=paths.group_sfc(OUT, "{atlas}", "{method}"),
+        participants=PARTICIPANTS_TSV,
+        labels=paths.atlas_labels(OUT, "{atlas}"),
+        groupstats=paths.group_stats(OUT, "{atlas}", "{method}"),
+    output:
+        paths.group_clinical(OUT, "{atlas}", "{method}"),
+    log:
+        f"{LOGS}/group/clinical_atlas-{{atlas}}_desc-{{method}}.log",
+    benchmark:
+        f"{BENCH}/group/clinical_atlas-{{atlas}}_desc-{{method}}.tsv"
+    wildcard_constraints:
+        method="spearman|communication|sdi",
+    conda:
+        "../../envs/core.yaml"
+    threads: 1
+    resources:
+        mem_mb=lambda wildcards, attempt: 1000 * attempt,
+        runtime=lambda wildcards, attempt: 10 * attempt,
+    params:
+        group_column=config["group_column"],
+        groups=config["groups"],
+        patient_groups=STATS["patient_groups"],
+        scales=config["clinical_scales"],
+        covariates=config["covariates"],
+        site_column=config["site_column"],
+        harmonize=STATS["harmonize"],
+        regions=STATS["clinical_regions"],
+        methods=STATS["clinical_methods"],
+        alpha=STATS["alpha"],
+    script:
+        "../scripts/clinical_correlations.py"
+
+
+rule cross_atlas:
+    input:
+        stats=[paths.group_stats(OUT, a, "{method}") for a in ATLASES],
+        labels=[paths.atlas_labels(OUT, a) for a in ATLASES],
+    output:
+        paths.group_file(OUT, "desc-{method}_crossatlas.tsv"),
+    log:
+        f"{LOGS}/group/crossatlas_desc-{{method}}.log",
+    benchmark:
+        f"{BENCH}/group/crossatlas_desc-{{method}}.tsv"
+    wildcard_constraints:
+        method="spearman|communication|sdi",
+    conda:
+        "../../envs/core.yaml"
+    threads: 1
+    resources:
+        mem_mb=lambda wildcards, attempt: 500 * attempt,
+        runtime=lambda wildcards, attempt: 5 * attempt,
+    params:
+        atlases=ATLASES,
+        column=STATS["replication_column"],
+        alpha=STATS["alpha"],
+    script:
+        "../scripts/cross_atlas.py"
+
+
+if UNITS:
+    TARGETS += [
+        f(OUT, a, m)
+        for a in ATLASES
+        for m in COUPLING_METHODS
+        for f in (paths.group_sfc, paths.group_stats, paths.group_clinical)
+    ]
+    if len(ATLASES) > 1:
+        TARGETS += [
+            paths.group_file(OUT, f"desc-{m}_crossatlas.tsv") for m in COUPLING_METHODS
+        ]

@@ -1,0 +1,42 @@
+"""Rule coupling: regional SFC of every included subject for one atlas and one method.
+
+One job per (atlas, method) computes all subjects at once (batched Spearman:
+seconds for a thousand subjects; SDI needs the group-average SC anyway) and
+writes one ``index, name, sfc`` table per subject.
+"""
+
+import numpy as np
+
+from sfc import coupling, io
+from sfc.logs import script_logger
+
+log = script_logger(snakemake.log[0])
+method = snakemake.params.method
+labels = io.read_labels(snakemake.input.labels)
+n = len(labels)
+threads = max(1, int(snakemake.threads))
+params = snakemake.params
+
+sc = coupling.read_sc(snakemake.input.sc, n, threads=threads)
+if method == "spearman":
+    fc = coupling.read_fc(snakemake.input.fc, n, threads=threads)
+    values = coupling.spearman(sc, fc, min_neighbours=params.min_neighbours)
+elif method == "communication":
+    fc = coupling.read_fc(snakemake.input.fc, n, threads=threads)
+    distance = coupling.region_distance(labels, distance=params.distance or None, image=snakemake.input.image)
+    values = coupling.communication(sc, fc, distance, path_transform=params.path_transform)
+elif method == "sdi":
+    series = [coupling.read_timeseries(p, labels) for p in snakemake.input.timeseries]
+    values, cutoff = coupling.group_sdi(series, coupling.group_average_sc(sc), log2=params.sdi_log2)
+    log.info("SDI: group-average SC of %d subjects, %d of %d harmonics below the median-energy cut-off",
+             len(series), cutoff, n)
+else:
+    raise ValueError(f"unknown coupling method {method!r}")
+
+few = coupling.n_neighbours(sc) < params.min_neighbours
+log.info("%s / %s: %d subjects x %d regions; mean %.3f; %d region values NaN (%d with fewer than %d "
+         "structural neighbours)", snakemake.wildcards.atlas, method, len(values), n, np.nanmean(values),
+         int(np.isnan(values).sum()), int(few.sum()), params.min_neighbours)
+if len(snakemake.output) != len(values):
+    raise ValueError(f"{len(values)} subjects computed but {len(snakemake.output)} outputs")
+coupling.write_region_tables(snakemake.output, values, labels)
