@@ -17,6 +17,9 @@ include: "workflow/rules/demo.smk"
 include: "workflow/rules/atlases.smk"
 include: "workflow/rules/anat.smk"
 include: "workflow/rules/dwi.smk"
+include: "workflow/rules/func.smk"
+include: "workflow/rules/coupling.smk"
+include: "workflow/rules/group.smk"
 
 
 rule all:

@@ -1,0 +1,106 @@
+# Resting-state BOLD -> region time series, FC per atlas, and per-subject QC.
+#
+# Built-in route (input.func: bids): func_preprocess (dummy volumes, motion correction,
+# BOLD->T1w, confounds) -> func_connectivity per atlas (atlas pulled onto the BOLD grid
+# through BOLD->T1w and the anat stage's T1w->MNI transforms) + func_qc.
+# fMRIPrep route (input.func: fmriprep): func_connectivity and func_qc read fMRIPrep's
+# MNI-space BOLD and confounds directly.
+
+
+include: "func_common.smk"
+
+
+rule func_preprocess:
+    input:
+        bold=lambda w: scans(w).bold[0].path,
+        t1w=ANAT["brain"],
+        mask=ANAT["mask"],
+        dseg=ANAT["five_tt"],
+    output:
+        bold=temp(FUNC_PRE["bold"]),
+        boldref=FUNC_PRE["boldref"],
+        dseg=FUNC_PRE["dseg"],
+        confounds=FUNC_PRE["confounds"],
+        xfm=FUNC_PRE["xfm"],
+    log:
+        paths.subject_file(LOGS, "func", "func_preprocess.log", "{subject}", SES),
+    benchmark:
+        paths.subject_file(BENCH, "func", "func_preprocess.tsv", "{subject}", SES)
+    conda:
+        "../../envs/nilearn.yaml"
+    threads: 2
+    resources:
+        mem_mb=lambda wildcards, attempt: 4000 * attempt,
+        runtime=lambda wildcards, attempt: 120 * attempt,
+    params:
+        dummy_volumes=config["func"]["dummy_volumes"],
+        fd_radius=config["func"]["fd_radius"],
+        wm_labels=[3],
+        csf_labels=[1],
+        seed=config["seed"],
+    script:
+        "../scripts/func_preprocess.py"
+
+
+rule func_connectivity:
+    input:
+        unpack(func_connectivity_inputs),
+    output:
+        fc=paths.fc_matrix(OUT, "{subject}", SES, "{atlas}"),
+        timeseries=paths.timeseries(OUT, "{subject}", SES, "{atlas}"),
+        plot=sfc_func.fc_plot_path(OUT, "{subject}", SES, "{atlas}"),
+    log:
+        paths.subject_file(
+            LOGS, "func", "func_connectivity_atlas-{atlas}.log", "{subject}", SES
+        ),
+    benchmark:
+        paths.subject_file(
+            BENCH, "func", "func_connectivity_atlas-{atlas}.tsv", "{subject}", SES
+        )
+    conda:
+        "../../envs/nilearn.yaml"
+    threads: 1
+    resources:
+        mem_mb=lambda wildcards, attempt: 4000 * attempt,
+        runtime=lambda wildcards, attempt: 20 * attempt,
+    params:
+        route=FUNC_ROUTE,
+        func=config["func"],
+        tr=lambda w: func_tr(w) if FUNC_ROUTE == "bids" else None,
+        anat_prefix=lambda w: FUNC_ANAT_XFM.format(**dict(w.items())),
+        run=func_run_params,
+    script:
+        "../scripts/func_connectivity.py"
+
+
+rule func_qc:
+    input:
+        unpack(func_qc_inputs),
+    output:
+        summary=FUNC_QC["summary"],
+        motion=FUNC_QC["motion"],
+        fd_plot=FUNC_QC["fd_plot"],
+        carpet=FUNC_QC["carpet"],
+    log:
+        paths.subject_file(LOGS, "func", "func_qc.log", "{subject}", SES),
+    benchmark:
+        paths.subject_file(BENCH, "func", "func_qc.tsv", "{subject}", SES)
+    conda:
+        "../../envs/nilearn.yaml"
+    threads: 1
+    resources:
+        mem_mb=lambda wildcards, attempt: 2000 * attempt,
+        runtime=lambda wildcards, attempt: 10 * attempt,
+    params:
+        route=FUNC_ROUTE,
+        func=config["func"],
+        tr=lambda w: func_tr(w) if FUNC_ROUTE == "bids" else None,
+        dummy_volumes=config["func"]["dummy_volumes"],
+        run=func_run_params,
+    script:
+        "../scripts/func_qc.py"
+
+
+if FUNC_ROUTE is not None:
+    TARGETS += [paths.fc_matrix(OUT, s, t, a) for s, t in UNITS for a in ATLASES]
+    TARGETS += [sfc_func.qc_files(OUT, s, t)["summary"] for s, t in UNITS]

@@ -1,0 +1,91 @@
+# Constants and input functions of the func stage (included by func.smk; kept apart from
+# the rules because snakemake --lint asks for functions and rules in separate files).
+
+import dataclasses
+import functools
+
+from sfc import fmriprep as sfc_fmriprep  # noqa: E402
+from sfc import func as sfc_func  # noqa: E402
+
+FUNC_ROUTE = None if CONNECTOME_INPUT else config["input"]["func"]
+
+# From the anat stage (structural_common.smk's ANAT, so func.smk is included after anat.smk):
+# bias-corrected brain, brain mask, 5TT image and the T1w->MNI transforms
+# (<prefix>0GenericAffine.mat, 1Warp, 1InverseWarp).
+FUNC_ANAT_XFM = ANAT["affine"][: -len("0GenericAffine.mat")]
+
+
+def func_file(suffix):
+    """Intermediate of the built-in route: sub-*/func/sub-*_task-rest_<suffix>."""
+    return paths.subject_file(OUT, "func", f"task-rest_{suffix}", "{subject}", SES)
+
+
+FUNC_PRE = {
+    "bold": func_file("space-bold_desc-preproc_bold.nii.gz"),
+    "boldref": func_file("space-bold_boldref.nii.gz"),
+    "dseg": func_file("space-bold_dseg.nii.gz"),
+    "confounds": func_file("desc-confounds_timeseries.tsv"),
+    "xfm": func_file("from-bold_to-T1w_0GenericAffine.mat"),
+}
+FUNC_QC = sfc_func.qc_files(OUT, "{subject}", SES)
+
+
+@functools.lru_cache(maxsize=None)
+def _fmriprep_run(subject, session):
+    try:
+        return sfc_fmriprep.find_run(
+            config["derivatives"]["fmriprep"], subject, session, task=config["task"]
+        )
+    except InputError as error:
+        fail(error)
+
+
+def fmriprep_run(wildcards):
+    return _fmriprep_run(wildcards.subject, wildcards.get("session"))
+
+
+def func_tr(wildcards):
+    return scans(wildcards).bold[0].repetition_time
+
+
+def func_connectivity_inputs(wildcards):
+    files = {
+        "atlas": paths.atlas_image(OUT, wildcards.atlas),
+        "labels": paths.atlas_labels(OUT, wildcards.atlas),
+    }
+    if FUNC_ROUTE == "fmriprep":
+        run = fmriprep_run(wildcards)
+        files.update(bold=run.bold, confounds=run.confounds)
+    else:
+        files.update(
+            {
+                k: v.format(**dict(wildcards.items()))
+                for k, v in FUNC_PRE.items()
+                if k != "dseg"
+            }
+        )
+        files.update(
+            {
+                f"anat_{k}": ANAT[k].format(**dict(wildcards.items()))
+                for k in ("affine", "inverse_warp")
+            }
+        )
+    return files
+
+
+def func_qc_inputs(wildcards):
+    if FUNC_ROUTE == "fmriprep":
+        run = fmriprep_run(wildcards)
+        return {"bold": run.bold, "confounds": run.confounds}
+    return {
+        k: FUNC_PRE[k].format(**dict(wildcards.items()))
+        for k in ("bold", "confounds", "dseg")
+    }
+
+
+def func_run_params(wildcards):
+    return (
+        dataclasses.asdict(fmriprep_run(wildcards))
+        if FUNC_ROUTE == "fmriprep"
+        else None
+    )
