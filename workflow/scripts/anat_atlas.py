@@ -1,4 +1,4 @@
-"""Rule anat_atlas: atlas labels into T1w space (genericLabel) and a QC picture."""
+"""Rule anat_atlas: atlas labels into T1w space (nearest neighbour) and a QC picture."""
 
 from sfc import anat
 from sfc.logs import script_logger

@@ -1,4 +1,4 @@
-"""Rule dwi_atlas: atlas (template space) -> T1w -> DWI with genericLabel; nodes 1..N in label order."""
+"""Rule dwi_atlas: atlas (template space) -> T1w -> DWI with nearest neighbour; nodes 1..N in label order."""
 
 from sfc import anat, dwi, io, registration
 from sfc.logs import script_logger

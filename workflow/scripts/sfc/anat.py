@@ -113,7 +113,7 @@ def preprocess_t1(t1, template: Template, out_t1, out_mask, out_brain, out_prefi
     1. N4 over a rough intensity mask (``ants.get_mask``);
     2. register the N4 image (head to head template, or its rough brain to a brain template)
        to MNI, centre-of-mass initialised; ``transform`` "SyN" or "Affine" (fast);
-    3. brain mask = template mask pulled back into T1w space (genericLabel), holes filled;
+    3. brain mask = template mask pulled back into T1w space (nearest neighbour), holes filled;
     4. N4 again inside that mask.
 
     Parameters
@@ -163,7 +163,7 @@ def preprocess_t1(t1, template: Template, out_t1, out_mask, out_brain, out_prefi
 
 
 def atlas_to_t1(atlas, t1_ref, out_prefix, out_labels) -> np.ndarray:
-    """Atlas (template space) -> T1w space with genericLabel interpolation; written as int16."""
+    """Atlas (template space) -> T1w space with nearest-neighbour interpolation; written as int16."""
     tl, inv = registration.transforms_from_prefix(out_prefix, inverse=True)
     labels = registration.apply_labels(atlas, t1_ref, tl, inv)
     registration.save(labels, out_labels, dtype=np.int16)

@@ -694,7 +694,7 @@ def register_t1_to_dwi(mean_b0, t1_brain, out_prefix, *, dwi_mask=None, seed: in
 
 
 def atlas_to_dwi(atlas, reference, transforms, invert, table_index, out_nodes, *, mask=None) -> np.ndarray:
-    """Atlas labels into DWI space (genericLabel), renumbered 1..N in label-table order.
+    """Atlas labels into DWI space (nearest neighbour), renumbered 1..N in label-table order.
 
     Parameters
     ----------

@@ -384,7 +384,7 @@ def atlas_to_bold(labels, bold_reference, bold_to_t1w, t1w_from_template=(), t1w
 
     Returns
     -------
-    nibabel.Nifti1Image of int32 on the BOLD grid (``genericLabel`` interpolation).
+    nibabel.Nifti1Image of int32 on the BOLD grid (nearest-neighbour interpolation).
     """
     from . import registration
 

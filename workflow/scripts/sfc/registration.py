@@ -3,7 +3,7 @@
 Thin, testable helpers around ``ants.registration`` / ``ants.apply_transforms``:
 registration with a fixed seed and centre-of-mass initialisation, transforms
 written where the caller wants them, label images resampled with
-nearest-neighbour-like ``genericLabel`` interpolation, and two registration-quality
+nearest-neighbour interpolation, and two registration-quality
 numbers (normalised mutual information, Dice).
 
 References
@@ -193,7 +193,7 @@ def apply(image, reference, transforms, invert=None, interpolator: str = "linear
     invert : list of bool, optional
         ``whichtoinvert``.
     interpolator : str
-        ``linear`` for intensities; ``genericLabel`` for label images.
+        ``linear`` for intensities; ``nearestNeighbor`` for label images.
     """
     ants = _ants()
     img, ref = load(image), load(reference)
@@ -204,14 +204,18 @@ def apply(image, reference, transforms, invert=None, interpolator: str = "linear
 
 
 def apply_labels(labels, reference, transforms, invert=None):
-    """Resample a label image with ``genericLabel`` interpolation (labels stay integers from the input set).
+    """Resample a label image with nearest-neighbour interpolation (labels stay integers from the input set).
+
+    Nearest neighbour rather than ANTs' ``genericLabel``: the latter smooths every label
+    separately and took 50-140 s per atlas onto a 1.5 mm T1w grid (BNA246), against a few
+    seconds here, with the same label set.
 
     Returns
     -------
     ants.ANTsImage
         Integer-valued label image on the reference grid (0 outside).
     """
-    out = apply(labels, reference, transforms, invert, interpolator="genericLabel")
+    out = apply(labels, reference, transforms, invert, interpolator="nearestNeighbor")
     return out.new_image_like(np.rint(out.numpy()).astype("float32"))
 
 
