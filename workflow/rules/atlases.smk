@@ -25,6 +25,8 @@ rule prepare_atlas:
 
 
 rule write_excluded:
+    input:
+        qc=lambda wildcards: QC_EXCLUSION_FILES,
     output:
         paths.excluded(OUT),
     params:

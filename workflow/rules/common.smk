@@ -107,6 +107,9 @@ def excluded_records():
 
 # Stage files add their final outputs here; `rule all` asks for all of them.
 TARGETS = []
+# Per-subject QC tables (participant_id, [session], include, reason, ...) whose excluded
+# rows join group/excluded.tsv and drop the subject from the group statistics.
+QC_EXCLUSION_FILES = []
 
 
 def final_targets(wildcards):

@@ -104,3 +104,4 @@ rule func_qc:
 if FUNC_ROUTE is not None:
     TARGETS += [paths.fc_matrix(OUT, s, t, a) for s, t in UNITS for a in ATLASES]
     TARGETS += [sfc_func.qc_files(OUT, s, t)["summary"] for s, t in UNITS]
+    QC_EXCLUSION_FILES += [sfc_func.qc_files(OUT, s, t)["summary"] for s, t in UNITS]

@@ -16,6 +16,7 @@ rule assemble_group_sfc:
             method="{method}",
         ),
         labels=paths.atlas_labels(OUT, "{atlas}"),
+        excluded=paths.excluded(OUT),
     output:
         paths.group_sfc(OUT, "{atlas}", "{method}"),
     log:

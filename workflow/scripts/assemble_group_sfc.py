@@ -1,10 +1,21 @@
-"""Rule assemble_group_sfc: one table per atlas and method, participant_id + one column per region."""
+"""Rule assemble_group_sfc: one table per atlas and method, participant_id + one column per region.
+
+Subjects listed in group/excluded.tsv (e.g. by the functional QC) are left out.
+"""
+
+import pandas as pd
 
 from sfc import io, stats
 from sfc.logs import script_logger
 
 log = script_logger(snakemake.log[0])
 labels = io.read_labels(snakemake.input.labels)
-table = stats.assemble(snakemake.params.participant_ids, snakemake.input.tables, labels)
+excluded = pd.read_csv(snakemake.input.excluded, sep="\t", dtype=str, keep_default_na=False)
+drop = {pid + (f"_ses-{ses}" if ses not in ("", "n/a") else "")
+        for pid, ses in zip(excluded["participant_id"], excluded.get("session", [""] * len(excluded)))}
+pairs = [(pid, table) for pid, table in zip(snakemake.params.participant_ids, snakemake.input.tables)
+         if pid not in drop]
+table = stats.assemble([p for p, _ in pairs], [t for _, t in pairs], labels)
 io.write_tsv(snakemake.output[0], table)
-log.info("%d subjects x %d regions -> %s", len(table), len(labels), snakemake.output[0])
+log.info("%d subjects x %d regions -> %s (%d left out by exclusions)", len(table), len(labels),
+         snakemake.output[0], len(snakemake.params.participant_ids) - len(pairs))
