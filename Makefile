@@ -40,7 +40,7 @@ mrtrix3:
 demo: setup
 	$(SNAKEMAKE) simulate_demo
 	$(SNAKEMAKE)
-	@echo "demo finished: results in results/, open results/report.html in a browser"
+	@echo "demo finished: results in results/ (group tables in results/group/, QC pictures in results/sub-*/qc/)"
 
 test: setup
 	$(BIN)/python -m pytest
