@@ -20,6 +20,7 @@ include: "workflow/rules/dwi.smk"
 include: "workflow/rules/func.smk"
 include: "workflow/rules/coupling.smk"
 include: "workflow/rules/group.smk"
+include: "workflow/rules/classify.smk"
 
 
 rule all:

@@ -1,0 +1,101 @@
+# TRD vs nTRD classification from regional SFC (sfc.classify): per atlas and coupling
+# method, nested cross-validation with permutations, the study's (biased) procedure for
+# comparison and leave-one-site-out; then all atlases side by side.
+
+CLASSIFY_KINDS = ["classification", "predictions", "roc", "features", "null"]
+CLASSIFY_SETTINGS = [
+    "models",
+    "n_splits",
+    "n_repeats",
+    "inner_splits",
+    "n_permutations",
+    "permutation_repeats",
+    "study_permutations",
+    "modes",
+    "screen_alpha",
+    "screen_k",
+    "screen_min_features",
+    "screen_max_features",
+    "harmonise_site",
+    "n_bootstrap",
+]
+
+
+CLASSIFY_PARTICIPANTS = (
+    config["participants"] or f"{config['bids_dir']}/participants.tsv"
+)
+# group/classification/atlas-{atlas}_desc-{method}_{kind}.tsv (as sfc.classify.output_paths)
+CLASSIFY_PATTERN = paths.group_file(
+    OUT, "classification/atlas-{atlas}_desc-{method}_{kind}.tsv"
+)
+
+
+rule classify:
+    input:
+        sfc=paths.group_sfc(OUT, "{atlas}", "{method}"),
+        participants=CLASSIFY_PARTICIPANTS,
+    output:
+        **{k: CLASSIFY_PATTERN.replace("{kind}", k) for k in CLASSIFY_KINDS},
+    log:
+        f"{LOGS}/classify/atlas-{{atlas}}_desc-{{method}}.log",
+    benchmark:
+        f"{BENCH}/classify/atlas-{{atlas}}_desc-{{method}}.tsv"
+    wildcard_constraints:
+        method="|".join(config["coupling"]["methods"]),
+    conda:
+        "../../envs/learn.yaml"
+    threads: 8
+    resources:
+        mem_mb=lambda wildcards, attempt: 4000 * attempt,
+        # measured: ~1 CPU-second per permutation (six models, 224 x 246) plus ~30 s for
+        # the observed repeats (benchmarks/results/classify.json); 3x margin, x attempt
+        runtime=lambda wildcards, threads, attempt: attempt
+        * (
+            15
+            + (
+                config["classification"]["n_permutations"]
+                + config["classification"]["study_permutations"]
+            )
+            // (20 * threads)
+        ),
+    params:
+        group_column=config["group_column"],
+        positive=config["classification"]["positive"],
+        negative=config["classification"]["negative"],
+        covariates=config["covariates"],
+        site_column=config["site_column"],
+        settings={k: config["classification"][k] for k in CLASSIFY_SETTINGS},
+        seed=config["seed"],
+    script:
+        "../scripts/classify.py"
+
+
+rule classification_summary:
+    input:
+        tables=expand(
+            CLASSIFY_PATTERN,
+            kind="classification",
+            atlas=ATLASES,
+            method=config["coupling"]["methods"],
+        ),
+    output:
+        table=paths.classification(OUT),
+        atlases=paths.group_file(OUT, "classification_atlases.tsv"),
+    log:
+        f"{LOGS}/classification_summary.log",
+    benchmark:
+        f"{BENCH}/classification_summary.tsv"
+    conda:
+        "../../envs/learn.yaml"
+    threads: 1
+    resources:
+        mem_mb=lambda wildcards, attempt: 500 * attempt,
+        runtime=lambda wildcards, attempt: 5 * attempt,
+    script:
+        "../scripts/classify.py"
+
+
+TARGETS += [
+    paths.classification(OUT),
+    paths.group_file(OUT, "classification_atlases.tsv"),
+]
