@@ -21,9 +21,6 @@ CLASSIFY_SETTINGS = [
 ]
 
 
-CLASSIFY_PARTICIPANTS = (
-    config["participants"] or f"{config['bids_dir']}/participants.tsv"
-)
 # group/classification/atlas-{atlas}_desc-{method}_{kind}.tsv (as sfc.classify.output_paths)
 CLASSIFY_PATTERN = paths.group_file(
     OUT, "classification/atlas-{atlas}_desc-{method}_{kind}.tsv"
@@ -33,7 +30,7 @@ CLASSIFY_PATTERN = paths.group_file(
 rule classify:
     input:
         sfc=paths.group_sfc(OUT, "{atlas}", "{method}"),
-        participants=CLASSIFY_PARTICIPANTS,
+        participants=PARTICIPANTS_TSV,
     output:
         **{k: CLASSIFY_PATTERN.replace("{kind}", k) for k in CLASSIFY_KINDS},
     log:

@@ -34,6 +34,8 @@ LOGS = f"{OUT}/logs"
 BENCH = f"{OUT}/benchmarks"
 ATLASES = config["atlases"]
 CONNECTOME_INPUT = config["input"] == "connectomes"
+# The participants table the group stages read (discovery validated it).
+PARTICIPANTS_TSV = config["participants"] or f"{config['bids_dir']}/participants.tsv"
 
 
 def _configured_columns():

@@ -2,7 +2,6 @@
 # sites (when a site column is configured), ANCOVA with post hoc contrasts and FDR,
 # clinical correlations within patient groups, and gyri that replicate across atlases.
 
-PARTICIPANTS_TSV = config["participants"] or f"{config['bids_dir']}/participants.tsv"
 STATS = config["stats"]
 # participant_id of each unit in the group tables (``_ses-<label>`` added where sessions exist)
 UNIT_IDS = [f"sub-{s}" + (f"_ses-{t}" if t else "") for s, t in UNITS]
