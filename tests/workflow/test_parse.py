@@ -8,7 +8,9 @@ import pytest
 import yaml
 
 from conftest import run_snakemake
-from sfc import testing
+from pathlib import Path
+
+from sfc import paths, testing
 
 
 def with_config(tmp_path, **overrides):
@@ -56,20 +58,29 @@ def test_dry_run_on_a_cohort_reports_kept_and_left_out(fake_cohort, tmp_path, at
     assert job_counts(result.stdout)["prepare_atlas"] == 2
 
 
-def test_exclusions_are_written_to_excluded_tsv(fake_cohort, tmp_path, atlas_dir):
-    (fake_cohort / "sub-0003/anat/sub-0003_T1w.nii.gz").unlink()
+def test_exclusions_are_written_to_excluded_tsv(tmp_path, atlas_dir):
+    """Connectome route (the fake BIDS images are headers, not brains): a subject whose FC is
+    missing is left out with the reason, the others are kept, nothing is written into the input."""
+    from sfc.simulate.connectome import simulate_connectome_cohort
+
+    cohort = simulate_connectome_cohort(tmp_path / "site", atlas_dir=atlas_dir, seed=1, weights=("count",),
+                                        n_per_group={"TRD": 3, "nTRD": 3, "HC": 2}, atlases=("HOA",))
+    missing = paths.fc_matrix(cohort.out_dir, cohort.subjects[0], None, "HOA")
+    Path(missing).unlink()
+    before = sorted(p for p in Path(cohort.out_dir).rglob("*"))
     out = tmp_path / "out"
-    # only the discovery and atlas outputs: the fake images are headers, not brains
+    config = with_config(tmp_path, input="connectomes", connectomes_dirs=[str(cohort.out_dir)],
+                         participants=str(cohort.participants_tsv), atlases=["HOA"], output_dir=str(out),
+                         atlas_dir=str(atlas_dir))
     result = run_snakemake("--cores", "1", "write_excluded", out / "atlases/atlas-HOA_dseg.tsv", "--configfile",
-                           with_config(tmp_path, bids_dir=str(fake_cohort), output_dir=str(out),
-                                       atlas_dir=str(atlas_dir)), workdir=tmp_path / "work")
+                           config, workdir=tmp_path / "work")
     assert result.returncode == 0, result.stderr
+    assert "sfc: 7 subjects kept, 1 left out" in result.stderr
     rows = (out / "group/excluded.tsv").read_text().splitlines()
-    assert rows[0] == "participant_id\treason"
-    assert "sub-0003\tno T1w image (anat/*_T1w.nii[.gz])" in rows
+    assert rows == ["participant_id\treason",
+                    f"sub-{cohort.subjects[0]}\tmissing {Path(missing).relative_to(cohort.out_dir)}"]
     assert (out / "atlases/atlas-HOA_dseg.tsv").read_text().count("\n") == 111
-    # nothing was written into the input dataset
-    assert not list(fake_cohort.rglob("*.snakemake*"))
+    assert sorted(p for p in Path(cohort.out_dir).rglob("*")) == before  # input untouched
 
 
 def _assert_one_clear_message(result, *fragments):
