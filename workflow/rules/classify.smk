@@ -41,7 +41,9 @@ rule classify:
         method="|".join(config["coupling"]["methods"]),
     conda:
         "../../envs/learn.yaml"
-    threads: 8
+    # 2, not more: a SLURM job asking for more CPUs than a node has never starts
+    # (PartitionConfig). Raise it per cluster with `set-threads: {classify: 16}` in a profile.
+    threads: 2
     resources:
         mem_mb=lambda wildcards, attempt: 4000 * attempt,
         # measured: ~1 CPU-second per permutation (six models, 224 x 246) plus ~30 s for
