@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from . import io
 from .errors import InputError
 
 METHODS = ("spearman", "communication", "sdi")
@@ -627,32 +628,8 @@ def _read_numbers(path: Path) -> np.ndarray:
 
 
 def _parse_matrix(path: Path, n_regions, kind: str, symmetric: bool, allow_nan: bool) -> np.ndarray:
-    """Same checks and messages as :func:`sfc.io.read_matrix`, on a faster parser."""
-    if not path.is_file():
-        raise InputError(path, f"{kind} matrix not found", "run the stage that writes it, or check the path")
-    try:
-        mat = _read_numbers(path)
-    except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise InputError(path, f"{kind} matrix cannot be read as numbers ({exc})",
-                         "write it as a headerless tab-separated numeric N x N table") from None
-    if mat.ndim != 2 or mat.shape[0] != mat.shape[1]:
-        raise InputError(path, f"{kind} matrix is {mat.shape[0]} x {mat.shape[1]}, not square",
-                         "write one row and one column per atlas region")
-    if n_regions is not None and mat.shape[0] != n_regions:
-        raise InputError(path, f"{kind} matrix has {mat.shape[0]} regions but the atlas has {n_regions}",
-                         "check that the matrix was made with the same atlas as configured")
-    nan = np.isnan(mat)
-    if not allow_nan and nan.any():
-        rows = np.unique(np.nonzero(nan)[0])[:5] + 1
-        raise InputError(path, f"{kind} matrix contains NaN (rows {', '.join(map(str, rows))}, 1-based)",
-                         "recompute it; NaN is allowed only in FC rows of empty regions")
-    if symmetric:
-        finite = np.where(nan, 0.0, mat)
-        scale = max(np.abs(finite).max(), 1e-12)
-        if np.abs(finite - finite.T).max() > 1e-6 * scale:
-            raise InputError(path, f"{kind} matrix is not symmetric",
-                             "write a symmetric matrix (tck2connectome -symmetric) or symmetrise it")
-    return mat
+    """:func:`sfc.io.read_matrix` (same checks and messages) on the faster parser."""
+    return io.read_matrix(path, n_regions, kind, symmetric, allow_nan, parse=_read_numbers)
 
 
 def read_matrices(paths, n_regions: int | None = None, kind: str = "matrix", symmetric: bool = False,
@@ -750,7 +727,6 @@ def region_distance(labels: pd.DataFrame, distance=None, image=None) -> np.ndarr
     n = len(labels)
     if distance is not None:
         if isinstance(distance, (str, Path)):
-            from . import io
             return io.read_matrix(distance, n_regions=n, kind="distance", symmetric=True, allow_nan=False)
         distance = np.asarray(distance, dtype=np.float64)
         if distance.shape != (n, n):

@@ -16,8 +16,12 @@ from .errors import InputError
 MATRIX_FORMAT = "%.10g"
 
 
+def _parse_numbers(path) -> np.ndarray:
+    return pd.read_csv(path, sep="\t", header=None, dtype=float, na_values=["n/a", "nan", "NaN"]).to_numpy()
+
+
 def read_matrix(path, n_regions: int | None = None, kind: str = "matrix",
-                symmetric: bool = False, allow_nan: bool = True) -> np.ndarray:
+                symmetric: bool = False, allow_nan: bool = True, parse=_parse_numbers) -> np.ndarray:
     """Read a headerless tab-separated N x N matrix and check its shape.
 
     Parameters
@@ -32,6 +36,9 @@ def read_matrix(path, n_regions: int | None = None, kind: str = "matrix",
         Require symmetry (to 1e-6 relative) as SC must be.
     allow_nan : bool
         If False, any NaN is an error.
+    parse : callable
+        ``path -> 2-D float array``; batch readers pass a faster parser and keep
+        these checks and messages.
 
     Returns
     -------
@@ -41,7 +48,7 @@ def read_matrix(path, n_regions: int | None = None, kind: str = "matrix",
     if not path.is_file():
         raise InputError(path, f"{kind} matrix not found", "run the stage that writes it, or check the path")
     try:
-        mat = pd.read_csv(path, sep="\t", header=None, dtype=float, na_values=["n/a", "nan", "NaN"]).to_numpy()
+        mat = parse(path)
     except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise InputError(path, f"{kind} matrix cannot be read as numbers ({exc})",
                          "write it as a headerless tab-separated numeric N x N table") from None
