@@ -1,4 +1,8 @@
-"""Logging for rule scripts: everything goes to the rule's log file, warnings to stderr too."""
+"""Logging for rule scripts: everything goes to the rule's log file, warnings to stderr too.
+
+Bad input (:class:`sfc.errors.InputError`) ends a rule script with its one message (file,
+problem, fix) in the log and on stderr, not with a Python traceback.
+"""
 
 from __future__ import annotations
 
@@ -28,4 +32,19 @@ def script_logger(log_path, name: str = "sfc") -> logging.Logger:
     warnings_logger = logging.getLogger("py.warnings")
     warnings_logger.handlers[:] = [handler, console]
     warnings.simplefilter("default")
+    sys.excepthook = _excepthook(logger)
     return logger
+
+
+def _excepthook(logger: logging.Logger):
+    from .errors import InputError
+
+    def hook(exc_type, exc, tb):
+        if issubclass(exc_type, InputError):
+            # to the log and, through the console handler, to the job's stderr that Snakemake shows
+            logger.error("input error: %s", exc)
+            return
+        logger.error("unexpected error", exc_info=(exc_type, exc, tb))
+        sys.__excepthook__(exc_type, exc, tb)
+
+    return hook
