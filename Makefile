@@ -40,7 +40,8 @@ mrtrix3:
 demo: setup
 	$(SNAKEMAKE) simulate_demo
 	$(SNAKEMAKE)
-	@echo "demo finished: results in results/ (group tables in results/group/, QC pictures in results/sub-*/qc/)"
+	$(BIN)/python -m sfc.simulate evaluate results demo/truth --out results/group/demo_truth_agreement.tsv
+	@echo "demo finished: results in results/ (group tables in results/group/, QC pictures in results/sub-*/qc/, agreement with the truth in results/group/demo_truth_agreement.tsv)"
 
 test: setup
 	$(BIN)/python -m pytest

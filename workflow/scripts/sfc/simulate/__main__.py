@@ -1,4 +1,4 @@
-"""Command line: ``python -m sfc.simulate {connectomes,images} OUT [options]``.
+"""Command line: ``python -m sfc.simulate {connectomes,images,evaluate} ... [options]``.
 
 Examples
 --------
@@ -11,6 +11,10 @@ same without any effect::
 The small BIDS demo (T1w, DWI, BOLD; truth in a sibling folder)::
 
     python -m sfc.simulate images demo/bids --truth-dir demo/truth --preset demo
+
+How close a workflow run on that cohort came to the truth (registration, SC, motion, FC)::
+
+    python -m sfc.simulate evaluate results demo/truth --out results/group/demo_truth.tsv
 """
 
 from __future__ import annotations
@@ -76,6 +80,11 @@ def main(argv=None) -> int:
     pi.add_argument("--tr", type=float, default=2.0, help="BOLD repetition time in s")
     pi.add_argument("--directions", type=int, default=32, help="DWI directions at b=1000 (default 32)")
     pi.add_argument("--b0", type=int, default=2, help="b=0 volumes (default 2)")
+    pe = sub.add_parser("evaluate", help="compare a workflow run on an image-level cohort with its truth")
+    pe.add_argument("output_dir", help="the workflow's output_dir")
+    pe.add_argument("truth_dir", help="the cohort's truth folder")
+    pe.add_argument("--atlases", nargs="+", default=None, help="default: the atlases of the truth")
+    pe.add_argument("--out", default=None, help="write the table here (TSV) as well as to stdout")
     args = parser.parse_args(argv)
     from ..errors import InputError
 
@@ -88,6 +97,14 @@ def main(argv=None) -> int:
 
 def _run(args) -> int:
     t0 = time.perf_counter()
+    if args.level == "evaluate":
+        from .evaluate import evaluate_run
+
+        table = evaluate_run(args.output_dir, args.truth_dir, atlases=args.atlases)
+        if args.out:
+            table.to_csv(args.out, sep="\t", index=False, float_format="%.4g", na_rep="n/a")
+        sys.stdout.write(table.to_string(index=False, float_format=lambda v: f"{v:.3f}") + "\n")
+        return 0
     if args.level == "connectomes":
         from dataclasses import replace
 
