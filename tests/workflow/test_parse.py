@@ -148,3 +148,24 @@ def test_dry_run_of_1000_subjects(tmp_path, atlas_dir):
     # Generous bound for a shared 2-core CI machine: the benchmark compares against a bare
     # Snakefile with the same job graph; here we only guard against pathological slowness.
     assert seconds < 120
+
+
+def test_slurm_profile_groups_name_real_rules_and_parse(fake_cohort, tmp_path, atlas_dir):
+    """The cluster profile's job grouping names rules that exist and is accepted by Snakemake
+    (checked with the local executor: the SLURM plugin is kept out of this environment)."""
+    from conftest import REPO
+
+    profile = yaml.safe_load((REPO / "profiles/slurm/config.yaml").read_text())
+    groups = profile["groups"]
+    rules = set(re.findall(r"^rule (\w+):", "".join(p.read_text() for p in (REPO / "workflow/rules").glob("*.smk")),
+                           re.M))
+    assert set(groups) <= rules and set(profile["group-components"]) == set(groups.values())
+    local = tmp_path / "profile"
+    local.mkdir()
+    (local / "config.yaml").write_text(yaml.safe_dump({k: profile[k] for k in ("groups", "group-components",
+                                                                                 "retries", "latency-wait")}))
+    result = run_snakemake("-n", "--profile", local, "--cores", "2", "--configfile",
+                           with_config(tmp_path, bids_dir=str(fake_cohort), output_dir=f"{tmp_path}/out"),
+                           workdir=tmp_path / "work")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert job_counts(result.stdout)["dwi_connectome"] > 0

@@ -89,6 +89,7 @@ def test_slurm_run_equals_local_run(cluster, tmp_path, atlas_dir):
     slurm = run_snakemake("--profile", project_profile_without_conda(tmp_path),
                           # no accounting database on the test cluster: ask squeue, not sacct
                           "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "5",
+                          "--max-status-checks-per-second", "1",
                           "--slurm-no-account", "--configfile", config, "--config", f"output_dir={tmp_path}/slurm",
                           workdir=tmp_path / "work_slurm", snakemake=slurm_snakemake(), timeout=1200)
     seconds = time.perf_counter() - start
