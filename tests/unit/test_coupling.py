@@ -450,3 +450,16 @@ def test_spearman_threads_give_the_same_values_and_errors():
     bad[3, 0, 0] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         coupling.spearman(bad, fc, threads=2)
+
+
+def test_batch_reader_symmetry_tolerance_is_read_matrix_s(tmp_path):
+    """1e-6 of the largest |value|: just under passes (both readers), just over fails (both)."""
+    paths = []
+    for k, off in enumerate([2.9e-6, 3.1e-6, 0.0]):
+        paths.append(tmp_path / f"{k}_sc.tsv")
+        paths[-1].write_text(f"0\t1\t2\n{1 + off!r}\t0\t3\n2\t3\t0\n")
+    np.testing.assert_array_equal(coupling.read_sc([paths[0], paths[2]], 3),
+                                  np.stack([io.read_matrix(p, 3, "SC", symmetric=True) for p in (paths[0], paths[2])]))
+    for reader in (lambda p: coupling.read_sc([paths[2], p], 3), lambda p: io.read_matrix(p, 3, "SC", symmetric=True)):
+        with pytest.raises(InputError, match="1_sc.tsv.*not symmetric"):
+            reader(paths[1])
