@@ -366,9 +366,10 @@ EDGE_TEXTS = {
 }
 
 
-@pytest.mark.parametrize("threads", [1, 2])
-def test_batch_reader_equals_the_per_file_reader_on_edge_cases(tmp_path, monkeypatch, threads):
+@pytest.mark.parametrize("threads, to_tensor", [(1, True), (2, True), (2, False)])
+def test_batch_reader_equals_the_per_file_reader_on_edge_cases(tmp_path, monkeypatch, threads, to_tensor):
     monkeypatch.setattr(coupling, "_BATCH_FILES", 3)       # several batches, mixed cases in one
+    monkeypatch.setattr(coupling, "_TO_TENSOR", to_tensor and coupling._TO_TENSOR)   # and pyarrow < 16's copies
     paths = []
     for k, (name, text) in enumerate(list(EDGE_TEXTS.items()) * 2):
         paths.append(tmp_path / f"{k:02d}_fc.tsv")
@@ -463,3 +464,16 @@ def test_batch_reader_symmetry_tolerance_is_read_matrix_s(tmp_path):
     for reader in (lambda p: coupling.read_sc([paths[2], p], 3), lambda p: io.read_matrix(p, 3, "SC", symmetric=True)):
         with pytest.raises(InputError, match="1_sc.tsv.*not symmetric"):
             reader(paths[1])
+
+
+def test_reader_without_pyarrow_reads_the_same_with_pandas(tmp_path, monkeypatch):
+    """Per-file pandas path; its default float parser is not always correctly rounded
+    (0.1234567890123456789 is one ulp off), hence 1e-15 rather than bit equality."""
+    paths = []
+    for k, text in enumerate(EDGE_TEXTS.values()):
+        paths.append(tmp_path / f"{k}_fc.tsv")
+        paths[-1].write_text(text)
+    want = coupling.read_fc(paths, 3, threads=2)
+    monkeypatch.setattr(coupling, "_BATCH_PARSE", None)
+    monkeypatch.setattr(coupling, "_FAST_READ", None)
+    np.testing.assert_allclose(coupling.read_fc(paths, 3, threads=2), want, rtol=1e-15, atol=0)
