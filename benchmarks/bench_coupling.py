@@ -10,7 +10,9 @@ Times, in one run on the same synthetic matrices:
    memory), best of ``--repeats``;
 3. ``stage``: the whole stage from files: read every SC and FC TSV
    (:func:`sfc.coupling.read_sc` / ``read_fc``, with all checks), compute, and
-   write each subject's ``index, name, sfc`` table (``coupling.write_region_tables``).
+   write each subject's ``index, name, sfc`` table (``coupling.write_region_tables``);
+4. ``per_file_reader``: the previous reader (one pyarrow call per file, with the same
+   checks), on ``--per-file-subjects`` subjects, scaled, to compare in the same run.
 
 The matrices look like the workflow's: SC are symmetric streamline counts
 (integers, ~50 % density, so many ties), FC Pearson r written to 6 decimals,
@@ -77,12 +79,15 @@ def main(argv=None):
     ap.add_argument("--unique", type=int, default=40, help="distinct subjects generated (files copied)")
     ap.add_argument("--baseline-subjects", type=int, default=100)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=1, help="file-reading threads in the stage timing")
+    ap.add_argument("--threads", type=int, default=1, help="threads in the stage timing (reading and spearman)")
+    ap.add_argument("--per-file-subjects", type=int, default=200,
+                    help="subjects read with the per-file reader for comparison (0: skip)")
     ap.add_argument("--workdir", default=None, help="where to write the TSVs (default: a temporary folder)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "coupling.json"))
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
 
+    load_start = os.getloadavg()
     rng = np.random.default_rng(args.seed)
     n, s_total = args.regions, args.subjects
     uniq = [synthetic_pair(rng, n) for _ in range(args.unique)]
@@ -130,12 +135,44 @@ def main(argv=None):
     sc_f = coupling.read_sc(sc_paths, n, threads=args.threads)
     fc_f = coupling.read_fc(fc_paths, n, threads=args.threads)
     t1 = time.perf_counter()
-    values = coupling.spearman(sc_f, fc_f)
+    c1 = time.process_time()
+    values = coupling.spearman(sc_f, fc_f, threads=args.threads)
     t2 = time.perf_counter()
+    c2 = time.process_time()
     coupling.write_region_tables(out_paths, values, labels)
     t3 = time.perf_counter()
     stage_cpu = time.process_time() - c0
     assert np.allclose(values, fast, equal_nan=True)
+
+    # 4. The per-file reader (before batching) on a subset, same threads, scaled.
+    per_file = None
+    npf = min(args.per_file_subjects, s_total)
+    if npf:
+        from concurrent.futures import ThreadPoolExecutor
+
+        def one(job):
+            path, kind, sym, nan = job
+            return coupling._parse_matrix(Path(path), n, kind, sym, nan)
+
+        jobs = [(p, "SC", True, False) for p in sc_paths[:npf]] + [(p, "FC", False, True) for p in fc_paths[:npf]]
+        t = time.perf_counter()
+        c = time.process_time()
+        with ThreadPoolExecutor(args.threads) as pool:
+            mats = list(pool.map(one, jobs))
+        pf_wall, pf_cpu = time.perf_counter() - t, time.process_time() - c
+        t = time.perf_counter()             # the batch reader on the same subset, right after
+        c = time.process_time()
+        coupling.read_sc(sc_paths[:npf], n, threads=args.threads)
+        coupling.read_fc(fc_paths[:npf], n, threads=args.threads)
+        bt_wall, bt_cpu = time.perf_counter() - t, time.process_time() - c
+        same = all(np.array_equal(m, sc_f[k]) for k, m in enumerate(mats[:npf])) and \
+            all(np.array_equal(m, fc_f[k], equal_nan=True) for k, m in enumerate(mats[npf:]))
+        per_file = {"subjects_timed": npf, f"read_seconds_for_{s_total} (scaled)": pf_wall * s_total / npf,
+                    f"read_cpu_seconds_for_{s_total} (scaled)": pf_cpu * s_total / npf,
+                    "same_matrices_as_batch_reader": bool(same),
+                    f"batch_reader_same_subjects_seconds_for_{s_total} (scaled)": bt_wall * s_total / npf,
+                    f"batch_reader_same_subjects_cpu_seconds_for_{s_total} (scaled)": bt_cpu * s_total / npf}
+        del mats
     if not args.workdir:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -145,6 +182,7 @@ def main(argv=None):
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                     "cpus": os.cpu_count(), "load_average_1m": os.getloadavg()[0],
+                    "load_average_start_1_5_15m": list(load_start), "load_average_end_1_5_15m": list(os.getloadavg()),
                     "python": platform.python_version(), "numpy": np.__version__,
                     "scipy": scipy.__version__, "pandas": pd.__version__},
         "subjects": s_total, "regions": n,
@@ -157,9 +195,12 @@ def main(argv=None):
         "speedup_cpu": base_cpu * s_total / min(cpus),
         "goal_speedup": 30,
         "stage": {"read_seconds": t1 - t0, "coupling_seconds": t2 - t1, "write_seconds": t3 - t2,
-                  "total_seconds": t3 - t0, "cpu_seconds": stage_cpu, "threads": args.threads,
-                  "reader": "pyarrow " + __import__("pyarrow").__version__ if coupling._FAST_READ else "pandas C parser",
-                  "mib_per_file": mb, "goal_seconds": 10},
+                  "total_seconds": t3 - t0, "cpu_seconds": stage_cpu,
+                  "read_cpu_seconds": c1 - c0, "coupling_cpu_seconds": c2 - c1, "write_cpu_seconds": stage_cpu - (c2 - c0), "threads": args.threads,
+                  "reader": (f"pyarrow {__import__('pyarrow').__version__}, {coupling._BATCH_FILES} files per call"
+                             if coupling._BATCH_PARSE else "pandas C parser, per file"),
+                  "mib_per_subject_sc_plus_fc": mb, "goal_seconds": 10},
+        "per_file_reader": per_file,
     }
     print(json.dumps(result, indent=2))
     out = Path(args.out)

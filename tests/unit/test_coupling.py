@@ -344,3 +344,136 @@ def test_write_region_tables_is_byte_identical_to_io_write_region_table(tmp_path
     for k in range(2):
         io.write_region_table(tmp_path / f"ref{k}.tsv", values[k], labels)
         assert fast[k].read_bytes() == (tmp_path / f"ref{k}.tsv").read_bytes()
+
+
+# --- batch reader: same numbers and messages as the per-file reader ---------------------------
+
+def _per_file(paths, **checks):
+    """The per-file path (sfc.io.read_matrix's checks on the fast single-file parser)."""
+    return np.stack([coupling._parse_matrix(Path(p), None, "FC", checks.get("symmetric", False),
+                                            checks.get("allow_nan", True)) for p in paths])
+
+
+EDGE_TEXTS = {
+    "plain": "0\t1.5\t-2\n1.5\t0\t3\n-2\t3\t0\n",
+    "no final newline": "0\t1.5\t-2\n1.5\t0\t3\n-2\t3\t0",
+    "crlf": "0\t1.5\t-2\r\n1.5\t0\t3\r\n-2\t3\t0\r\n",
+    "exponents": "1e-05\t-2.5E+03\t3.000000001\n1e-05\t0\t-0\n1.7976931348623157e308\t5e-324\t0.1\n",
+    "n/a and nan": "0\tn/a\tnan\nNaN\t0\t1\n2\t3\t0\n",
+    "long digits": "0.1234567890123456789\t12345678901234567890\t-0.000001\n1\t2\t3\n4\t5\t6\n",
+    "blank line": "0\t1\t2\n\n1\t0\t3\n2\t3\t0\n",
+    "quoted": '"0"\t1\t2\n1\t0\t3\n2\t3\t0\n',
+}
+
+
+@pytest.mark.parametrize("threads, to_tensor", [(1, True), (2, True), (2, False)])
+def test_batch_reader_equals_the_per_file_reader_on_edge_cases(tmp_path, monkeypatch, threads, to_tensor):
+    monkeypatch.setattr(coupling, "_BATCH_FILES", 3)       # several batches, mixed cases in one
+    monkeypatch.setattr(coupling, "_TO_TENSOR", to_tensor and coupling._TO_TENSOR)   # and pyarrow < 16's copies
+    paths = []
+    for k, (name, text) in enumerate(list(EDGE_TEXTS.items()) * 2):
+        paths.append(tmp_path / f"{k:02d}_fc.tsv")
+        paths[-1].write_bytes(text.encode())
+    got = coupling.read_fc(paths, 3, threads=threads)
+    want = _per_file(paths)
+    np.testing.assert_array_equal(got, want)                # NaN where NaN, bit for bit otherwise
+    assert np.array_equal(np.signbit(got), np.signbit(want))   # -0 stays -0
+    assert coupling._BATCH_PARSE is None or coupling._plain_lines(b"1\t2\n3\t4", 2) == b"1\t2\n3\t4\n"
+
+
+def test_batch_reader_equals_the_per_file_reader_on_what_io_writes(tmp_path):
+    rng = np.random.default_rng(3)
+    mats = []
+    for k in range(37):
+        m = rng.standard_normal((7, 7)) * 10.0 ** rng.integers(-8, 8, (7, 7))
+        m[rng.random((7, 7)) < 0.1] = np.nan
+        mats.append(m)
+    paths = [tmp_path / f"{k}_fc.tsv" for k in range(len(mats))]
+    for p, m in zip(paths, mats):
+        io.write_matrix(p, m)
+    got = coupling.read_fc(paths, 7, threads=2)
+    np.testing.assert_array_equal(got, _per_file(paths))
+    np.testing.assert_array_equal(got, np.stack([io.read_matrix(p) for p in paths]))
+
+
+@pytest.mark.parametrize("text, message", [
+    ("0\t1\t2\n1\t0\t3\n", "2 x 3, not square"),
+    ("0\t1\n1\t0\n", "2 regions but the atlas has 3"),
+    ("0\t1\t2\n1\t0\t3\n2\t3\n", "cannot be read as numbers"),
+    ("0\t1\t2\n1\t0\t3\n2\t3\t0\t4\n", "cannot be read as numbers"),
+    ("0\t1\t2\n1\t0\t3\n2\t3\t0\n0\t0\t0\n", "4 x 3, not square"),
+    ("0\t1\t2\n1\t0\t3\n2\t3.5\t0\n", "SC matrix is not symmetric"),
+    ("0\tn/a\t2\nn/a\t0\t3\n2\t3\t0\n", "SC matrix contains NaN (rows 1, 2, 1-based)"),
+    ("0\tnan\t2\nnan\t0\t3\n2\t3\t0\n", "SC matrix contains NaN"),
+    ("0\t1\t2\n1\t0\tabc\n2\tabc\t0\n", "cannot be read as numbers"),
+    ("0\t1\t-2\n1\t0\t3\n-2\t3\t0\n", "SC matrix has negative weights"),
+])
+def test_batch_reader_names_the_malformed_file_among_good_ones(tmp_path, monkeypatch, text, message):
+    monkeypatch.setattr(coupling, "_BATCH_FILES", 4)
+    good = np.array([[0, 1, 2], [1, 0, 3], [2, 3, 0.0]])
+    paths = [tmp_path / f"sub-{k:02d}_sc.tsv" for k in range(10)]
+    for p in paths:
+        io.write_matrix(p, good)
+    paths[6].write_text(text)
+    with pytest.raises(InputError) as err:
+        coupling.read_sc(paths, 3, threads=2)
+    assert str(err.value).startswith(f"{paths[6]}: ") and message in str(err.value)
+
+
+def test_batch_reader_rows_cannot_shift_between_files(tmp_path, monkeypatch):
+    """A file one row short next to a file whose lone CR adds a row: each is judged on its own."""
+    monkeypatch.setattr(coupling, "_BATCH_FILES", 8)
+    short = tmp_path / "a_fc.tsv"
+    short.write_text("0\t1\n\n")
+    extra = tmp_path / "b_fc.tsv"
+    extra.write_bytes(b"0\t1\r1\t0\n")
+    with pytest.raises(InputError, match="a_fc.tsv.*1 x 2, not square"):
+        coupling.read_fc([short, extra], 2)
+
+
+def test_batch_reader_reports_a_missing_file(tmp_path):
+    ok = tmp_path / "ok_fc.tsv"
+    io.write_matrix(ok, np.eye(3))
+    with pytest.raises(InputError, match="gone_fc.tsv.*not found"):
+        coupling.read_fc([ok, ok, tmp_path / "gone_fc.tsv", ok], 3, threads=2)
+
+
+def test_spearman_threads_give_the_same_values_and_errors():
+    rng = np.random.default_rng(5)
+    sc = rng.poisson(2.0, (9, 30, 30)).astype(float)
+    sc = sc + sc.transpose(0, 2, 1)
+    fc = rng.standard_normal((9, 30, 30))
+    np.testing.assert_array_equal(coupling.spearman(sc, fc, threads=3), coupling.spearman(sc, fc))
+    bad = sc.copy()
+    bad[7, 1, 2] = -1.0
+    with pytest.raises(ValueError, match="negative"):
+        coupling.spearman(bad, fc, threads=2)
+    bad[3, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        coupling.spearman(bad, fc, threads=2)
+
+
+def test_batch_reader_symmetry_tolerance_is_read_matrix_s(tmp_path):
+    """1e-6 of the largest |value|: just under passes (both readers), just over fails (both)."""
+    paths = []
+    for k, off in enumerate([2.9e-6, 3.1e-6, 0.0]):
+        paths.append(tmp_path / f"{k}_sc.tsv")
+        paths[-1].write_text(f"0\t1\t2\n{1 + off!r}\t0\t3\n2\t3\t0\n")
+    np.testing.assert_array_equal(coupling.read_sc([paths[0], paths[2]], 3),
+                                  np.stack([io.read_matrix(p, 3, "SC", symmetric=True) for p in (paths[0], paths[2])]))
+    for reader in (lambda p: coupling.read_sc([paths[2], p], 3), lambda p: io.read_matrix(p, 3, "SC", symmetric=True)):
+        with pytest.raises(InputError, match="1_sc.tsv.*not symmetric"):
+            reader(paths[1])
+
+
+def test_reader_without_pyarrow_reads_the_same_with_pandas(tmp_path, monkeypatch):
+    """Per-file pandas path; its default float parser is not always correctly rounded
+    (0.1234567890123456789 is one ulp off), hence 1e-15 rather than bit equality."""
+    paths = []
+    for k, text in enumerate(EDGE_TEXTS.values()):
+        paths.append(tmp_path / f"{k}_fc.tsv")
+        paths[-1].write_text(text)
+    want = coupling.read_fc(paths, 3, threads=2)
+    monkeypatch.setattr(coupling, "_BATCH_PARSE", None)
+    monkeypatch.setattr(coupling, "_FAST_READ", None)
+    np.testing.assert_allclose(coupling.read_fc(paths, 3, threads=2), want, rtol=1e-15, atol=0)

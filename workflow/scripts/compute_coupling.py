@@ -20,7 +20,7 @@ params = snakemake.params
 sc = coupling.read_sc(snakemake.input.sc, n, threads=threads)
 if method == "spearman":
     fc = coupling.read_fc(snakemake.input.fc, n, threads=threads)
-    values = coupling.spearman(sc, fc, min_neighbours=params.min_neighbours)
+    values = coupling.spearman(sc, fc, min_neighbours=params.min_neighbours, threads=threads)
 elif method == "communication":
     fc = coupling.read_fc(snakemake.input.fc, n, threads=threads)
     distance = coupling.region_distance(labels, distance=params.distance or None, image=snakemake.input.image)
