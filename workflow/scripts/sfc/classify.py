@@ -40,9 +40,10 @@ statistics are computed the same way, so the test stays exact.
 
 Cost (benchmarks/bench_classify.py, 224 subjects x 246 regions, six models):
 each permutation is a full nested run (with permuted labels the stratified
-folds, the screen and every fit change), ~0.2 CPU-seconds on the development
-machine's reference core (4.6x less than with the plain scikit-learn
-estimators). What makes it cheap:
+folds, the screen and every fit change): 0.77 CPU-second on the slow shared
+development VM, 5x less than with the plain scikit-learn estimators (3.86),
+plus ~26 CPU-seconds for the observed repeats, study mode and
+leave-one-site-out. What makes it cheap:
 
 * each (outer or inner) training fold is preprocessed and screened once and
   shared by all models and grid points (tested equal to the screen of
@@ -315,6 +316,8 @@ class BalancedSVC(ClassifierMixin, BaseEstimator):
         self.gamma_ = 1.0 / (X.shape[1] * var) if var != 0 else 1.0     # gamma="scale"
         cw = _balanced_weights(y01)
         try:
+            if self.kernel not in ("linear", "rbf"):
+                raise TypeError(f"kernel {self.kernel!r}: use SVC")
             from sklearn.svm import _libsvm
             _libsvm.set_verbosity_wrap(0)
             out = _libsvm.fit(X, y01.astype(np.float64), svm_type=0, sample_weight=np.empty(0),
@@ -482,6 +485,10 @@ class BalancedRandomForest(ClassifierMixin, BaseEstimator):
     per-tree joblib dispatch (~80 % of the time). Tested identical to
     :class:`~sklearn.ensemble.RandomForestClassifier` (probabilities and
     importances); falls back to it if scikit-learn's tree internals change.
+    The class-weighted bootstrap (``choice`` with probabilities proportional to
+    the balanced weights, unweighted counts to the trees) is scikit-learn 1.9's
+    (pinned in pyproject.toml and envs/learn.yaml); the test flags a version
+    whose forest differs.
     """
 
     def __init__(self, n_estimators: int = 100, max_features="sqrt", min_samples_leaf: int = 2,
