@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from sklearn.feature_selection import SelectKBest, f_classif
 from sklearn.metrics import roc_auc_score
+from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
 
 from sfc import classify as C
@@ -142,8 +143,28 @@ def test_a_test_subjects_score_does_not_depend_on_other_test_subjects_features()
         assert after[m][te[0]] == pytest.approx(before[m][te[0]], rel=1e-9, abs=1e-12)
 
 
-@pytest.mark.parametrize("model", ["svm_linear", "logreg_l2"])
-def test_engine_matches_gridsearchcv_over_the_reference_pipeline(model):
+def _sklearn_reference(model):
+    """The plain scikit-learn estimator each lean catalogue model stands for."""
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.svm import SVC
+    return {
+        "svm_linear": SVC(kernel="linear", class_weight="balanced"),
+        "svm_rbf": SVC(kernel="rbf", gamma="scale", class_weight="balanced"),
+        # the L2 problem is strictly convex: newton-cholesky at tight tolerance is its optimum
+        "logreg_l2": LogisticRegression(l1_ratio=0.0, class_weight="balanced", solver="newton-cholesky",
+                                        tol=1e-12, max_iter=1000),
+        "logreg_enet": LogisticRegression(solver="saga", l1_ratio=0.5, class_weight="balanced",
+                                          max_iter=5000, tol=1e-3, random_state=0),
+        "random_forest": RandomForestClassifier(n_estimators=100, max_features="sqrt", min_samples_leaf=2,
+                                                class_weight="balanced", n_jobs=1, random_state=0),
+    }[model]
+
+
+@pytest.mark.parametrize("model", ["svm_linear", "svm_rbf", "logreg_l2", "logreg_enet", "random_forest"])
+def test_engine_matches_gridsearchcv_over_the_scikit_learn_pipeline(model):
+    # the engine shares each fold's preprocessing and screen across grid points and models and
+    # fits lean estimators; the reference refits the plain scikit-learn pipeline in every fold
     ds = gaussian_dataset(shift=0.5, seed=9, n_cov=2, sites=np.repeat(["a", "b"], 50))
     D, n_cov, n_sites = ds.design()
     est, grid = C.resolve_models([model])[model]
@@ -151,13 +172,85 @@ def test_engine_matches_gridsearchcv_over_the_reference_pipeline(model):
     ours = C._cross_validate(D, ds.y, outer, {model: (est, grid)}, n_cov, n_sites,
                              C.UnivariateScreen(), 3, 0)[0][model]
     ref = np.full(len(ds.y), np.nan)
+    pipe = C.make_pipeline(_sklearn_reference(model), n_cov, n_sites, C.UnivariateScreen())
     for tr, te in outer:
-        search = GridSearchCV(C.make_pipeline(est, n_cov, n_sites, C.UnivariateScreen()),
-                              {f"clf__{k}": v for k, v in grid.items()}, scoring="roc_auc",
-                              cv=StratifiedKFold(3, shuffle=True, random_state=0))
-        search.fit(D[tr], ds.y[tr])
-        ref[te] = search.decision_function(D[te])
-    np.testing.assert_allclose(ours, ref, rtol=1e-7, atol=1e-9)
+        if grid:
+            search = GridSearchCV(pipe, {f"clf__{k}": v for k, v in grid.items()}, scoring="roc_auc",
+                                  cv=StratifiedKFold(3, shuffle=True, random_state=0))
+            fitted = search.fit(D[tr], ds.y[tr]).best_estimator_
+        else:
+            fitted = clone(pipe).fit(D[tr], ds.y[tr])
+        ref[te] = C._score(fitted, D[te])
+    np.testing.assert_allclose(ours, ref, rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_lean_estimators_fit_the_same_models_as_scikit_learn(seed):
+    from xgboost import XGBClassifier
+    rng = np.random.default_rng(seed)
+    n, p = (150, 14) if seed == 0 else (96, 5)
+    y = (rng.random(n) < 0.33).astype(int)
+    X = rng.standard_normal((n, p))
+    X[y == 1, :3] += 0.6
+    Xt = rng.standard_normal((40, p))
+    models = C.resolve_models(None)
+    for m, (est, grid) in models.items():
+        for params in C._grid_points(grid):
+            ours = clone(est).set_params(**params).fit(X, y)
+            if m == "xgboost":
+                w = (n / (2.0 * np.bincount(y)))[y]
+                ref = XGBClassifier(n_estimators=100, max_depth=2, learning_rate=0.1, subsample=0.8,
+                                    colsample_bytree=0.8, random_state=0, n_jobs=1, tree_method="hist",
+                                    verbosity=0).fit(X, y, sample_weight=w)
+            else:
+                ref = clone(_sklearn_reference(m)).set_params(**params).fit(X, y)
+            np.testing.assert_allclose(C._score(ours, Xt), C._score(ref, Xt), rtol=1e-7, atol=1e-9,
+                                       err_msg=f"{m} {params}")
+            np.testing.assert_array_equal(ours.predict(Xt), ref.predict(Xt), err_msg=f"{m} {params}")
+            w_ours, w_ref = C._weights(ours), C._weights(ref)
+            assert (w_ours is None) == (w_ref is None), m
+            if w_ours is not None:
+                np.testing.assert_allclose(w_ours, w_ref, rtol=1e-6, atol=1e-8, err_msg=m)
+
+
+def test_l2_logistic_is_the_lbfgs_model_up_to_its_tolerance():
+    # the old default (lbfgs, tol 1e-4) stopped near the same unique optimum
+    from sklearn.linear_model import LogisticRegression
+    rng = np.random.default_rng(2)
+    y = np.r_[np.ones(40, int), np.zeros(80, int)]
+    X = rng.standard_normal((120, 12))
+    X[y == 1, :4] += 0.5
+    for c in (0.01, 0.1, 1.0):
+        ours = C.BalancedLogisticL2(C=c).fit(X, y).decision_function(X)
+        lbfgs = LogisticRegression(C=c, l1_ratio=0.0, class_weight="balanced", max_iter=2000).fit(X, y)
+        np.testing.assert_allclose(ours, lbfgs.decision_function(X), atol=5e-3)
+        assert C.auc_score(y, ours) == pytest.approx(C.auc_score(y, lbfgs.decision_function(X)), abs=2e-3)
+
+
+def test_each_folds_screen_is_fitted_on_its_training_rows_only():
+    # the engine computes the screen once per (outer or inner) training fold and shares it across
+    # models and grid points: it must equal the screen of the reference pipeline fitted on that
+    # fold, and must not change when the held-out labels change
+    ds = gaussian_dataset(shift=0.6, seed=10, n_cov=1, sites=np.repeat(["a", "b"], 50))
+    D, n_cov, n_sites = ds.design()
+    screen = C.UnivariateScreen()
+    models = C.resolve_models(["logreg_l2"])
+    outer = list(StratifiedKFold(5, shuffle=True, random_state=2).split(D, ds.y))
+    fits = C._cross_validate(D, ds.y, outer, models, n_cov, n_sites, screen, 3, 0,
+                             want_weights=True)[2]["logreg_l2"]
+    for (tr, te), fit in zip(outer, fits):
+        pipe = C.make_pipeline(models["logreg_l2"][0], n_cov, n_sites, clone(screen)).fit(D[tr], ds.y[tr])
+        np.testing.assert_array_equal(fit["support"], pipe.named_steps["screen"].support_)
+        y2 = ds.y.copy()
+        y2[te] = 1 - y2[te]                             # held-out labels play no part
+        np.testing.assert_array_equal(C._prepare(D[tr], y2[tr], D[te], n_cov, n_sites, screen)[2],
+                                      fit["support"])
+        for a, b in StratifiedKFold(3, shuffle=True, random_state=0).split(D[tr], ds.y[tr]):
+            inner = C._prepare(D[tr][a], ds.y[tr][a], D[tr][b], n_cov, n_sites, screen)
+            ref = C.make_pipeline(models["logreg_l2"][0], n_cov, n_sites, clone(screen))
+            ref.fit(D[tr][a], ds.y[tr][a])
+            np.testing.assert_array_equal(inner[2], ref.named_steps["screen"].support_)
+            np.testing.assert_allclose(inner[1], ref[:-1].transform(D[tr][b]), rtol=1e-10, atol=1e-12)
 
 
 # --- the procedures on synthetic cohorts ------------------------------------------------

@@ -46,8 +46,10 @@ rule classify:
     threads: 2
     resources:
         mem_mb=lambda wildcards, attempt: 4000 * attempt,
-        # measured: ~1 CPU-second per permutation (six models, 224 x 246) plus ~30 s for
-        # the observed repeats (benchmarks/results/classify.json); 3x margin, x attempt
+        # measured (benchmarks/results/classify.json, six models, 224 x 246): 0.2-0.8
+        # CPU-second per permutation depending on the machine, plus ~10-30 s for the observed
+        # repeats; the estimate allows 3 s per permutation (slower nodes, or the scikit-learn
+        # fallback of the lean estimators), x attempt
         runtime=lambda wildcards, threads, attempt: attempt
         * (
             15
