@@ -64,6 +64,15 @@ if UNITS:
             images=[paths.atlas_image(OUT, a) for a in ATLASES],
             tables=REPORT_GROUP_TABLES,
             classification=REPORT_CLASSIFICATION,
+            # the gallery's SC and FC heatmaps (first atlas)
+            matrices=[
+                f(u["source_dir"], u["subject"], u["session"], ATLASES[0], *w)
+                for u in REPORT_UNITS
+                for f, w in (
+                    (paths.sc_matrix, (config["sc_weight"],)),
+                    (paths.fc_matrix, ()),
+                )
+            ],
             qc=[p for u in REPORT_UNITS for _, p in u["qc_images"]]
             + [p for u in REPORT_UNITS for p in u["qc_tables"]],
         output:
@@ -85,7 +94,6 @@ if UNITS:
             mem_mb=lambda wildcards, attempt: 3000 * attempt,
             runtime=lambda wildcards, attempt: (15 + len(UNITS) // 50) * attempt,
         params:
-            output_dir=OUT,
             atlases=ATLASES,
             methods=REPORT_METHODS,
             groups=config["groups"],

@@ -1,6 +1,9 @@
-"""Rule report: the self-contained report.html from the group outputs (sfc.report)."""
+"""Rule report: the self-contained report.html from the group outputs (sfc.report).
+
+The output folder is the one holding report.html (sfc.paths.report)."""
 
 import os
+from pathlib import Path
 
 from sfc import report
 from sfc.logs import script_logger
@@ -8,7 +11,7 @@ from sfc.logs import script_logger
 log = script_logger(snakemake.log[0])
 p = snakemake.params
 spec = report.ReportSpec(
-    output_dir=p.output_dir, participants=snakemake.input.participants, atlases=list(p.atlases),
+    output_dir=str(Path(snakemake.output.html).parent), participants=snakemake.input.participants, atlases=list(p.atlases),
     methods=list(p.methods), groups=list(p.groups), group_column=p.group_column,
     covariates=list(p.covariates), site_column=p.site_column, clinical_scales=list(p.clinical_scales),
     alpha=p.alpha, classification=bool(snakemake.input.classification), sc_weight=p.sc_weight,
