@@ -124,7 +124,7 @@ def table_html(df: pd.DataFrame, sortable: bool = True, flag_column: str | None 
         return "<p class='note'>(no rows)</p>"
     shown = df if max_rows is None else df.head(max_rows)
     cls = "data sortable" if sortable else "data"
-    head = "".join(f"<th>{esc(c)}</th>" for c in shown.columns if c != flag_column or True)
+    head = "".join(f"<th>{esc(c)}</th>" for c in shown.columns)
     rows = []
     for _, row in shown.iterrows():
         flagged = bool(flag_column and row.get(flag_column) is True)
