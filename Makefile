@@ -2,7 +2,8 @@
 #   make demo   set up, generate the synthetic demo cohort, run the whole workflow on it
 #   make test   set up, run the test suite
 # Setup creates .venv with the pinned Python packages and, where `tckgen` is missing and
-# we are root on Debian/Ubuntu, installs MRtrix3 from the distribution (apt package mrtrix3).
+# we are root on Debian/Ubuntu, installs MRtrix3 from the distribution (apt package mrtrix3)
+# and, where no chromium is found, Debian's chromium (the report test renders report.html with it).
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -11,9 +12,9 @@ BIN := $(VENV)/bin
 CORES ?= all
 SNAKEMAKE := $(BIN)/snakemake --profile profiles/local --cores $(CORES)
 
-.PHONY: setup demo test lint clean-demo
+.PHONY: setup demo test lint clean-demo mrtrix3 chromium
 
-setup: $(VENV)/.installed mrtrix3
+setup: $(VENV)/.installed mrtrix3 chromium
 
 $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
@@ -37,11 +38,22 @@ mrtrix3:
 	  exit 1; \
 	fi
 
+chromium:
+	@if command -v chromium >/dev/null || command -v chromium-browser >/dev/null; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "setup: installing Chromium (Debian package chromium), used by the report test"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else \
+	  echo "setup: chromium is not on PATH and this is not a root Debian/Ubuntu shell:"; \
+	  echo "  the report test (tests/workflow/test_report.py) will be skipped. Install a"; \
+	  echo "  Chromium/Chrome and put it on PATH (or set SFC_CHROMIUM) to run it."; \
+	fi
+
 demo: setup
 	$(SNAKEMAKE) simulate_demo
 	$(SNAKEMAKE)
 	$(BIN)/python -m sfc.simulate evaluate results demo/truth --out results/group/demo_truth_agreement.tsv
-	@echo "demo finished: results in results/ (group tables in results/group/, QC pictures in results/sub-*/qc/, agreement with the truth in results/group/demo_truth_agreement.tsv)"
+	@echo "demo finished: open results/report.html in a browser (group tables in results/group/, QC pictures in results/sub-*/qc/, agreement with the truth in results/group/demo_truth_agreement.tsv)"
 
 test: setup
 	$(BIN)/python -m pytest

@@ -21,6 +21,7 @@ include: "workflow/rules/func.smk"
 include: "workflow/rules/coupling.smk"
 include: "workflow/rules/group.smk"
 include: "workflow/rules/classify.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:

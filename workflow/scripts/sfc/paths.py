@@ -101,4 +101,10 @@ def excluded(output_dir) -> str:
 
 
 def report(output_dir) -> str:
+    """``report.html``: the self-contained HTML report (figures embedded)."""
     return _join(output_dir, "report.html")
+
+
+def report_figures(output_dir) -> str:
+    """``report/``: the report's main figures as PNG files, for ``snakemake --report``."""
+    return _join(output_dir, "report")
