@@ -37,9 +37,9 @@ rule anat_preprocess:
 
 rule anat_5tt:
     input:
-        t1w=ANAT["t1w"],
-        brain=ANAT["brain"],
-        mask=ANAT["mask"],
+        t1w=rules.anat_preprocess.output.t1w,
+        brain=rules.anat_preprocess.output.brain,
+        mask=rules.anat_preprocess.output.mask,
     output:
         five_tt=ANAT["five_tt"],
     log:
@@ -61,11 +61,11 @@ rule anat_5tt:
 
 rule anat_atlas:
     input:
-        atlas=paths.atlas_image(OUT, "{atlas}"),
-        t1w=ANAT["t1w"],
-        affine=ANAT["affine"],
-        warp=ANAT["warp"],
-        inverse_warp=ANAT["inverse_warp"],
+        atlas=rules.prepare_atlas.output.image,
+        t1w=rules.anat_preprocess.output.t1w,
+        affine=rules.anat_preprocess.output.affine,
+        warp=rules.anat_preprocess.output.warp,
+        inverse_warp=rules.anat_preprocess.output.inverse_warp,
     output:
         dseg=ANAT["dseg"],
         png=report(

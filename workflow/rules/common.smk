@@ -87,12 +87,6 @@ SES = "{session}" if HAS_SESSIONS else None
 UNITS = sorted(DISCOVERY.kept) if DISCOVERY else []  # (subject, session) pairs kept
 
 
-wildcard_constraints:
-    subject="[A-Za-z0-9]+",
-    session="[A-Za-z0-9]+",
-    atlas="|".join(ATLASES),
-
-
 def scans(wildcards):
     """The discovered inputs of the subject (and session) a job is for."""
     return DISCOVERY.kept[(wildcards.subject, wildcards.get("session"))]

@@ -25,21 +25,29 @@ if (
     COUPLING_METHODS.remove("sdi")
 
 
+# Each unit's SC, FC and time series per atlas, in UNITS order (computed once, at parse time).
+UNIT_SC = {
+    a: [paths.sc_matrix(UNIT_SOURCE[u], *u, a, config["sc_weight"]) for u in UNITS]
+    for a in ATLASES
+}
+UNIT_FC = {a: [paths.fc_matrix(UNIT_SOURCE[u], *u, a) for u in UNITS] for a in ATLASES}
+UNIT_TIMESERIES = {
+    a: [paths.timeseries(UNIT_SOURCE[u], *u, a) for u in UNITS] for a in ATLASES
+}
+
+
 if UNITS:
 
+    # One rule for every method, so the group rules can name its outputs (rule references:
+    # building the DAG then matches none of the thousands of table names against patterns).
+    # spearman and communication read SC + FC; sdi reads SC + the regional time series.
     rule coupling:
         input:
-            labels=paths.atlas_labels(OUT, "{atlas}"),
-            image=paths.atlas_image(OUT, "{atlas}"),
-            sc=lambda w: [
-                paths.sc_matrix(
-                    UNIT_SOURCE[(s, t)], s, t, w.atlas, config["sc_weight"]
-                )
-                for s, t in UNITS
-            ],
-            fc=lambda w: [
-                paths.fc_matrix(UNIT_SOURCE[(s, t)], s, t, w.atlas) for s, t in UNITS
-            ],
+            labels=rules.prepare_atlas.output.labels,
+            image=lambda w: [] if w.method == "sdi" else paths.atlas_image(OUT, w.atlas),
+            sc=lambda w: UNIT_SC[w.atlas],
+            fc=lambda w: [] if w.method == "sdi" else UNIT_FC[w.atlas],
+            timeseries=lambda w: UNIT_TIMESERIES[w.atlas] if w.method == "sdi" else [],
         output:
             expand_units(
                 paths.sfc_table(OUT, "{subject}", SES, "{atlas}", "{method}"),
@@ -50,8 +58,6 @@ if UNITS:
             f"{LOGS}/coupling/atlas-{{atlas}}_desc-{{method}}.log",
         benchmark:
             f"{BENCH}/coupling/atlas-{{atlas}}_desc-{{method}}.tsv"
-        wildcard_constraints:
-            method="spearman|communication",
         conda:
             "../../envs/core.yaml"
         threads: 2
@@ -59,50 +65,10 @@ if UNITS:
             mem_mb=lambda wildcards, attempt: (1000 + 2 * len(UNITS)) * attempt,
             runtime=lambda wildcards, attempt: (10 + len(UNITS) // 20) * attempt,
         params:
-            method=lambda w: w.method,
+            method="{method}",
             min_neighbours=config["coupling"]["min_neighbours"],
             path_transform=config["coupling"]["path_transform"],
             distance=lambda w: config["coupling"]["distance"].get(w.atlas),
-        script:
-            "../scripts/compute_coupling.py"
-
-    rule coupling_sdi:
-        input:
-            labels=paths.atlas_labels(OUT, "{atlas}"),
-            sc=lambda w: [
-                paths.sc_matrix(
-                    UNIT_SOURCE[(s, t)], s, t, w.atlas, config["sc_weight"]
-                )
-                for s, t in UNITS
-            ],
-            timeseries=lambda w: [
-                paths.timeseries(UNIT_SOURCE[(s, t)], s, t, w.atlas) for s, t in UNITS
-            ],
-        output:
-            expand_units(
-                paths.sfc_table(OUT, "{subject}", SES, "{atlas}", "sdi"),
-                atlas="{atlas}",
-            ),
-        log:
-            f"{LOGS}/coupling/atlas-{{atlas}}_desc-sdi.log",
-        benchmark:
-            f"{BENCH}/coupling/atlas-{{atlas}}_desc-sdi.tsv"
-        conda:
-            "../../envs/core.yaml"
-        threads: 2
-        resources:
-            mem_mb=lambda wildcards, attempt: (1000 + 2 * len(UNITS)) * attempt,
-            runtime=lambda wildcards, attempt: (10 + len(UNITS) // 20) * attempt,
-        params:
-            method="sdi",
-            min_neighbours=config["coupling"]["min_neighbours"],
             sdi_log2=config["coupling"]["sdi_log2"],
         script:
             "../scripts/compute_coupling.py"
-
-    TARGETS += [
-        paths.sfc_table(OUT, s, t, a, m)
-        for s, t in UNITS
-        for a in ATLASES
-        for m in COUPLING_METHODS
-    ]

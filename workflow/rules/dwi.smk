@@ -42,8 +42,8 @@ rule dwi_preprocess:
 
 rule dwi_tensor:
     input:
-        dwi=DWI["dwi"],
-        mask=DWI["mask"],
+        dwi=rules.dwi_preprocess.output.dwi,
+        mask=rules.dwi_preprocess.output.mask,
     output:
         fa=DWI["fa"],
         md=DWI["md"],
@@ -66,9 +66,9 @@ rule dwi_tensor:
 
 rule dwi_fod:
     input:
-        dwi=DWI["dwi"],
-        mask=DWI["mask"],
-        info=DWI["info"],
+        dwi=rules.dwi_preprocess.output.dwi,
+        mask=rules.dwi_preprocess.output.mask,
+        info=rules.dwi_preprocess.output.info,
     output:
         response=DWI["response"],
         fod=DWI["fod"],
@@ -91,10 +91,10 @@ rule dwi_fod:
 
 rule dwi_register:
     input:
-        b0=DWI["b0"],
-        mask=DWI["mask"],
-        t1_brain=ANAT["brain"],
-        t1_mask=ANAT["mask"],
+        b0=rules.dwi_preprocess.output.b0,
+        mask=rules.dwi_preprocess.output.mask,
+        t1_brain=rules.anat_preprocess.output.brain,
+        t1_mask=rules.anat_preprocess.output.mask,
     output:
         xfm=DWI["xfm"],
         qc=DWI_QC["register"],
@@ -116,13 +116,13 @@ rule dwi_register:
 
 rule dwi_atlas:
     input:
-        atlas=paths.atlas_image(OUT, "{atlas}"),
-        labels=paths.atlas_labels(OUT, "{atlas}"),
-        b0=DWI["b0"],
-        mask=DWI["mask"],
-        xfm=DWI["xfm"],
-        anat_affine=ANAT["affine"],
-        anat_inverse_warp=ANAT["inverse_warp"],
+        atlas=rules.prepare_atlas.output.image,
+        labels=rules.prepare_atlas.output.labels,
+        b0=rules.dwi_preprocess.output.b0,
+        mask=rules.dwi_preprocess.output.mask,
+        xfm=rules.dwi_register.output.xfm,
+        anat_affine=rules.anat_preprocess.output.affine,
+        anat_inverse_warp=rules.anat_preprocess.output.inverse_warp,
     output:
         nodes=DWI["nodes"],
         png=report(
@@ -146,9 +146,9 @@ rule dwi_atlas:
 
 rule dwi_5tt:
     input:
-        five_tt=ANAT["five_tt"],
-        b0=DWI["b0"],
-        xfm=DWI["xfm"],
+        five_tt=rules.anat_5tt.output.five_tt,
+        b0=rules.dwi_preprocess.output.b0,
+        xfm=rules.dwi_register.output.xfm,
     output:
         five_tt=DWI["five_tt"],
     log:
@@ -167,7 +167,12 @@ rule dwi_5tt:
 
 rule dwi_tractography:
     input:
-        unpack(tractography_inputs),
+        dwi=rules.dwi_preprocess.output.dwi,
+        mask=rules.dwi_preprocess.output.mask,
+        info=rules.dwi_preprocess.output.info,
+        # FOD for the FOD-based algorithms, 5TT for ACT (both fixed by the config at parse time)
+        **({} if TENSOR_TRACKING else {"fod": rules.dwi_fod.output.fod}),
+        **({"five_tt": rules.dwi_5tt.output.five_tt} if ACT else {}),
     output:
         tck=DWI["tck"] if TRACKING["keep_tck"] else temp(DWI["tck"]),
         qc=DWI_QC["tracking"],
@@ -191,7 +196,9 @@ rule dwi_tractography:
 
 rule dwi_sift2:
     input:
-        unpack(sift2_inputs),
+        tck=rules.dwi_tractography.output.tck,
+        fod=rules.dwi_fod.output.fod,
+        **({"five_tt": rules.dwi_5tt.output.five_tt} if ACT else {}),
     output:
         weights=DWI["sift2"],
     log:
@@ -210,7 +217,11 @@ rule dwi_sift2:
 
 rule dwi_connectome:
     input:
-        unpack(connectome_inputs),
+        tck=rules.dwi_tractography.output.tck,
+        nodes=rules.dwi_atlas.output.nodes,
+        fa=rules.dwi_tensor.output.fa,
+        labels=rules.prepare_atlas.output.labels,
+        **({"sift2": rules.dwi_sift2.output.weights} if "sift2" in SC_WEIGHTS else {}),
     output:
         **SC_OUTPUTS,
     log:
@@ -231,11 +242,11 @@ rule dwi_connectome:
 
 rule dwi_qc:
     input:
-        anat=ANAT["qc"],
-        register=DWI_QC["register"],
-        tracking=DWI_QC["tracking"],
-        fa=DWI["fa"],
-        mask=DWI["mask"],
+        anat=rules.anat_preprocess.output.qc,
+        register=rules.dwi_register.output.qc,
+        tracking=rules.dwi_tractography.output.qc,
+        fa=rules.dwi_tensor.output.fa,
+        mask=rules.dwi_preprocess.output.mask,
     output:
         qc=DWI_QC["summary"],
     log:

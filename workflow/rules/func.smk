@@ -13,9 +13,9 @@ include: "func_common.smk"
 rule func_preprocess:
     input:
         bold=lambda w: scans(w).bold[0].path,
-        t1w=ANAT["brain"],
-        mask=ANAT["mask"],
-        dseg=ANAT["five_tt"],
+        t1w=rules.anat_preprocess.output.brain,
+        mask=rules.anat_preprocess.output.mask,
+        dseg=rules.anat_5tt.output.five_tt,
     output:
         bold=temp(FUNC_PRE["bold"]),
         boldref=FUNC_PRE["boldref"],
@@ -44,7 +44,11 @@ rule func_preprocess:
 
 rule func_connectivity:
     input:
-        unpack(func_connectivity_inputs),
+        atlas=rules.prepare_atlas.output.image,
+        labels=rules.prepare_atlas.output.labels,
+        **bold_inputs(
+            "bold", "boldref", "confounds", "xfm", "anat_affine", "anat_inverse_warp"
+        ),
     output:
         fc=paths.fc_matrix(OUT, "{subject}", SES, "{atlas}"),
         timeseries=paths.timeseries(OUT, "{subject}", SES, "{atlas}"),
@@ -66,16 +70,16 @@ rule func_connectivity:
     params:
         route=FUNC_ROUTE,
         func=config["func"],
-        tr=lambda w: func_tr(w) if FUNC_ROUTE == "bids" else None,
+        tr=func_tr if FUNC_ROUTE == "bids" else None,
         anat_prefix=lambda w: FUNC_ANAT_XFM.format(**dict(w.items())),
-        run=func_run_params,
+        run=func_run_params if FUNC_ROUTE == "fmriprep" else None,
     script:
         "../scripts/func_connectivity.py"
 
 
 rule func_qc:
     input:
-        unpack(func_qc_inputs),
+        **bold_inputs("bold", "confounds", "dseg"),
     output:
         summary=FUNC_QC["summary"],
         motion=FUNC_QC["motion"],
@@ -94,9 +98,9 @@ rule func_qc:
     params:
         route=FUNC_ROUTE,
         func=config["func"],
-        tr=lambda w: func_tr(w) if FUNC_ROUTE == "bids" else None,
+        tr=func_tr if FUNC_ROUTE == "bids" else None,
         dummy_volumes=config["func"]["dummy_volumes"],
-        run=func_run_params,
+        run=func_run_params if FUNC_ROUTE == "fmriprep" else None,
     script:
         "../scripts/func_qc.py"
 

@@ -48,39 +48,24 @@ def func_tr(wildcards):
     return scans(wildcards).bold[0].repetition_time
 
 
-def func_connectivity_inputs(wildcards):
-    files = {
-        "atlas": paths.atlas_image(OUT, wildcards.atlas),
-        "labels": paths.atlas_labels(OUT, wildcards.atlas),
-    }
-    if FUNC_ROUTE == "fmriprep":
-        run = fmriprep_run(wildcards)
-        files.update(bold=run.bold, confounds=run.confounds)
-    else:
-        files.update(
-            {
-                k: v.format(**dict(wildcards.items()))
-                for k, v in FUNC_PRE.items()
-                if k != "dseg"
-            }
-        )
-        files.update(
-            {
-                f"anat_{k}": ANAT[k].format(**dict(wildcards.items()))
-                for k in ("affine", "inverse_warp")
-            }
-        )
-    return files
+def bold_inputs(*keys):
+    """The named inputs ``keys`` of a rule reading the BOLD run.
 
-
-def func_qc_inputs(wildcards):
+    fMRIPrep route: its BOLD and confounds, found per subject (input functions; other keys
+    do not apply). Built-in route: func_preprocess's outputs and the anat stage's T1w->MNI
+    transforms (``anat_affine``, ``anat_inverse_warp``) as rule references, fixed at parse
+    time, so building the DAG looks up no producers for them.
+    """
     if FUNC_ROUTE == "fmriprep":
-        run = fmriprep_run(wildcards)
-        return {"bold": run.bold, "confounds": run.confounds}
-    return {
-        k: FUNC_PRE[k].format(**dict(wildcards.items()))
-        for k in ("bold", "confounds", "dseg")
-    }
+        run = {
+            "bold": lambda w: fmriprep_run(w).bold,
+            "confounds": lambda w: fmriprep_run(w).confounds,
+        }
+        return {k: run[k] for k in keys if k in run}
+    pre, anat = rules.func_preprocess.output, rules.anat_preprocess.output
+    files = {k: getattr(pre, k) for k in FUNC_PRE}
+    files.update(anat_affine=anat.affine, anat_inverse_warp=anat.inverse_warp)
+    return {k: files[k] for k in keys}
 
 
 def func_run_params(wildcards):

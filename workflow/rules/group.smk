@@ -9,13 +9,14 @@ UNIT_IDS = [f"sub-{s}" + (f"_ses-{t}" if t else "") for s, t in UNITS]
 
 rule assemble_group_sfc:
     input:
-        tables=expand_units(
-            paths.sfc_table(OUT, "{subject}", SES, "{atlas}", "{method}"),
-            atlas="{atlas}",
-            method="{method}",
-        ),
-        labels=paths.atlas_labels(OUT, "{atlas}"),
-        excluded=paths.excluded(OUT),
+        # First, unnamed: every unit's table, in UNITS order (the script takes the first
+        # len(participant_ids) inputs). Unnamed rule references, so that building the DAG
+        # matches none of the thousands of table names against output patterns (Snakemake
+        # uses the reference only for unnamed items, and only for outputs without wildcard
+        # constraints).
+        rules.coupling.output if UNITS else [],
+        labels=rules.prepare_atlas.output.labels,
+        excluded=rules.write_excluded.output[0],
     output:
         paths.group_sfc(OUT, "{atlas}", "{method}"),
     log:

@@ -14,9 +14,9 @@ DWI_CFG = config["dwi"]
 DWI_ROUTE = None if CONNECTOME_INPUT else config["input"]["dwi"]
 TRACKING = DWI_CFG["tracking"]
 SC_WEIGHTS = list(dict.fromkeys([*DWI_CFG["weights"], config["sc_weight"]]))
-NEEDS_FOD = (
-    TRACKING["algorithm"] not in sfc_dwi.TENSOR_ALGORITHMS or "sift2" in SC_WEIGHTS
-)
+# Tensor algorithms track without FODs (dwi_tractography then needs no dwi_fod output).
+TENSOR_TRACKING = TRACKING["algorithm"] in sfc_dwi.TENSOR_ALGORITHMS
+NEEDS_FOD = not TENSOR_TRACKING or "sift2" in SC_WEIGHTS
 ACT = bool(TRACKING["act"])
 TEMPLATE_SPACE = "MNI152NLin6Asym"
 
@@ -93,34 +93,6 @@ def dwi_raw_inputs(wildcards):
         s = scans(wildcards)
         dwi, bval, bvec = s.dwi, s.bval, s.bvec
     return {"dwi": dwi, "bval": bval, "bvec": bvec}
-
-
-def tractography_inputs(wildcards):
-    files = {k: DWI[k] for k in ("dwi", "mask", "info")}
-    if TRACKING["algorithm"] not in sfc_dwi.TENSOR_ALGORITHMS:
-        files["fod"] = DWI["fod"]
-    if ACT:
-        files["five_tt"] = DWI["five_tt"]
-    return {k: v.format(**dict(wildcards.items())) for k, v in files.items()}
-
-
-def sift2_inputs(wildcards):
-    files = {"tck": DWI["tck"], "fod": DWI["fod"]}
-    if ACT:
-        files["five_tt"] = DWI["five_tt"]
-    return {k: v.format(**dict(wildcards.items())) for k, v in files.items()}
-
-
-def connectome_inputs(wildcards):
-    files = {
-        "tck": DWI["tck"],
-        "nodes": DWI["nodes"],
-        "fa": DWI["fa"],
-        "labels": paths.atlas_labels(OUT, "{atlas}"),
-    }
-    if "sift2" in SC_WEIGHTS:
-        files["sift2"] = DWI["sift2"]
-    return {k: v.format(**dict(wildcards.items())) for k, v in files.items()}
 
 
 # output names sc_<weight> ("count" is reserved by Snakemake)
