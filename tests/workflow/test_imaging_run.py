@@ -1,0 +1,414 @@
+"""The whole workflow from raw BIDS on a small synthetic cohort, measured against its truth,
+then rerun the ways a cohort changes: nothing to do, one subject's DWI replaced, one subject
+added, a group-only parameter changed, a run killed mid-way and resumed.
+
+One run is shared by every test of this module (it is the expensive part: every imaging
+rule on every subject). The run is killed with SIGKILL while jobs are in flight and resumed
+with ``--rerun-incomplete``, which is itself the test of (e). Tests that change the dataset
+work on a copy of the whole working folder (dataset, results and Snakemake's metadata, with
+their time stamps), so they cannot disturb each other.
+
+Each rerun test asserts the exact set of jobs from Snakemake's dry-run listing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import REPO, SNAKEMAKE, run_snakemake
+from sfc import paths
+
+pytestmark = pytest.mark.slow
+
+N_PER_GROUP = {"TRD": 3, "nTRD": 3, "HC": 2}
+BROKEN = ("901", "902")
+ATLASES = ("BNA246", "HOA")
+# Every path in the config is relative to the working folder, so a copy of the folder
+# (dataset + results + .snakemake metadata) is a complete, consistent second project.
+CONFIG = {
+    "bids_dir": "bids",
+    "output_dir": "results",
+    "demo": {"generate": False, "preset": "demo", "truth_dir": "truth"},
+    # 8 subjects cannot carry three covariates (ANCOVA, partial correlations within 3 patients)
+    "covariates": [],
+    # 3 TRD vs 3 nTRD: the smallest design nested CV accepts (3 outer x 2 inner folds)
+    "classification": {"modes": ["nested"], "n_permutations": 10, "n_repeats": 2, "n_splits": 3,
+                       "inner_splits": 2, "models": ["logreg_l2"], "n_bootstrap": 200},
+}
+DWI_RULES = {"dwi_preprocess", "dwi_tensor", "dwi_fod", "dwi_register", "dwi_atlas", "dwi_tractography",
+             "dwi_connectome", "dwi_qc"}
+ANAT_RULES = {"anat_preprocess", "anat_5tt", "anat_atlas"}
+FUNC_RULES = {"func_preprocess", "func_connectivity", "func_qc"}
+# Rules over all subjects: they rerun whenever any subject's connectome changes
+COUPLING_AND_GROUP = {"coupling", "assemble_group_sfc", "group_stats", "clinical_correlations",
+                      "cross_atlas", "classify", "classification_summary"}
+# The HTML report reads every group table, so it follows any of them.
+REPORT = {"report"} if (REPO / "workflow" / "rules" / "report.smk").is_file() else set()
+# Accuracy thresholds against the truth (measured values and reasons at each test's constants)
+DICE_MIN = {"BNA246": 0.5, "HOA": 0.6}
+CENTROID_MAX_MM = 3.0
+SC_RHO_MIN = {"BNA246": 0.3, "HOA": 0.3}
+MOTION_R_MIN = 0.9
+FC_RHO_MIN = {"BNA246": 0.3, "HOA": 0.3}
+JOB = re.compile(r"^(?:local)?rule (\w+):\n((?:    .*\n?)*)", re.M)
+
+
+def dry_run_jobs(workdir: Path, *extra) -> list[tuple[str, str | None]]:
+    """(rule, subject or None) of every job a dry run lists."""
+    result = run_snakemake("-n", "--cores", "2", "--configfile", workdir / "config.yaml", *extra, workdir=workdir)
+    text = result.stdout + result.stderr
+    assert result.returncode == 0, text[-3000:]
+    jobs = []
+    for rule, body in JOB.findall(text):
+        wildcards = re.search(r"^    wildcards: (.*)$", body, re.M)
+        subject = re.search(r"subject=(\w+)", wildcards.group(1)) if wildcards else None
+        jobs.append((rule, subject.group(1) if subject else None))
+    if not jobs:
+        assert "Nothing to be done" in text, text[-2000:]
+    return jobs
+
+
+def per_subject(jobs, subject=None) -> set[str]:
+    return {rule for rule, s in jobs if s is not None and (subject is None or s == subject)}
+
+
+def subjects_of(jobs) -> set[str]:
+    return {s for _, s in jobs if s is not None}
+
+
+def group_level(jobs) -> set[str]:
+    return {rule for rule, s in jobs if s is None} - {"all"}
+
+
+def _running_jobs(log_text: str) -> set[str]:
+    """Rules of the jobs a run's log shows as started but not finished."""
+    started = {jobid: rule for rule, jobid in
+               re.findall(r"^(?:local)?rule (\w+):\n(?:    .*\n)*?    jobid: (\d+)", log_text, re.M)}
+    finished = set(re.findall(r"Finished jobid: (\d+)", log_text))
+    return {rule for jobid, rule in started.items() if jobid not in finished}
+
+
+def kill_everything_started_in(work: Path) -> None:
+    """SIGKILL every process that runs in the project folder or names it (jobs and the tools
+    they started, in or out of Snakemake's process group): a node failure leaves nothing."""
+    for _ in range(20):
+        found = False
+        for proc_dir in Path("/proc").iterdir():
+            if not proc_dir.name.isdigit() or int(proc_dir.name) == os.getpid():
+                continue
+            try:
+                cmdline = (proc_dir / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                cwd = os.readlink(proc_dir / "cwd")
+            except OSError:
+                continue
+            if str(work) in cmdline or cwd == str(work) or cwd.startswith(f"{work}/"):
+                found = True
+                try:
+                    os.kill(int(proc_dir.name), signal.SIGKILL)
+                except OSError:
+                    pass
+        if not found:
+            return
+        time.sleep(0.5)
+
+
+def subject_files(results: Path) -> dict[str, float]:
+    """mtime of every per-subject output (logs and benchmarks aside)."""
+    return {str(p.relative_to(results)): p.stat().st_mtime for p in results.glob("sub-*/**/*") if p.is_file()}
+
+
+def add_broken_subjects(bids: Path, donor: str) -> None:
+    """Two copies of a good subject with the faults a real cohort has.
+
+    ``sub-901``: a DWI volume of NaNs and a 3-D BOLD (its jobs must fail with messages
+    naming the files); ``sub-902``: a BOLD sidecar without RepetitionTime (left out at
+    discovery, listed in group/excluded.tsv).
+    """
+    for new in BROKEN:
+        for path in (bids / f"sub-{donor}").rglob("*"):
+            if path.is_file():
+                target = bids / f"sub-{new}" / path.relative_to(bids / f"sub-{donor}").parent / \
+                    path.name.replace(f"sub-{donor}", f"sub-{new}")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy(path, target)
+    dwi = bids / "sub-901" / "dwi" / "sub-901_dwi.nii.gz"
+    img = nib.load(dwi)
+    data = np.asanyarray(img.dataobj).astype(np.float32)
+    data[..., 5] = np.nan
+    nib.save(nib.Nifti1Image(data, img.affine), dwi)
+    bold = bids / "sub-901" / "func" / "sub-901_task-rest_bold.nii.gz"
+    img = nib.load(bold)
+    nib.save(nib.Nifti1Image(np.asanyarray(img.dataobj)[..., 0], img.affine), bold)
+    sidecar = bids / "sub-902" / "func" / "sub-902_task-rest_bold.json"
+    meta = json.loads(sidecar.read_text())
+    del meta["RepetitionTime"]
+    sidecar.write_text(json.dumps(meta))
+    table = pd.read_csv(bids / "participants.tsv", sep="\t", dtype=str, keep_default_na=False)
+    rows = [table[table.participant_id == f"sub-{donor}"].assign(participant_id=f"sub-{new}") for new in BROKEN]
+    pd.concat([table, *rows]).to_csv(bids / "participants.tsv", sep="\t", index=False)
+
+
+@pytest.fixture(scope="module")
+def imaging_run(tmp_path_factory, atlas_dir):
+    """The small cohort run to completion the way a user would get there.
+
+    1. Run with ``--keep-going``; SIGKILL the whole run (scheduler and jobs, as a node
+       failure would) once one subject's connectome is finished and a long imaging job
+       is in flight.
+    2. Snakemake refuses to go on without ``--rerun-incomplete``; resume with it. The
+       broken subject's jobs fail; every good subject finishes.
+    3. The fix a user makes: drop the broken subject from participants.tsv; the group
+       stage then runs.
+    """
+    from sfc.simulate.images import simulate_bids_cohort
+
+    work = tmp_path_factory.mktemp("imaging") / "project"
+    work.mkdir()
+    cohort = simulate_bids_cohort(work / "bids", work / "truth", atlas_dir=atlas_dir, n_per_group=N_PER_GROUP,
+                                  seed=11)
+    add_broken_subjects(work / "bids", cohort.subjects[0])
+    config = work / "config.yaml"
+    config.write_text(yaml.safe_dump(CONFIG))
+    log_path = work / "killed_run.log"
+    cmd = [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(work), "--configfile", str(config),
+           "--cores", "2", "--keep-going"]
+    start = time.perf_counter()
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(cmd, cwd=work, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    killed_while, before = set(), {}
+    deadline = time.monotonic() + 3600
+    while proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(2)
+        done = list((work / "results").glob("sub-*/dwi/*_desc-count_sc.tsv"))
+        running = _running_jobs(log_path.read_text()) & (ANAT_RULES | DWI_RULES | FUNC_RULES)
+        if done and running:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            kill_everything_started_in(work)
+            before = subject_files(work / "results")
+            killed_while = running
+            break
+    assert killed_while, "the run ended before it could be killed mid-way:\n" + log_path.read_text()[-3000:]
+    refused = run_snakemake("-n", "--cores", "2", "--configfile", config, workdir=work)
+    incomplete = [line.strip() for line in (refused.stdout + refused.stderr).splitlines()
+                  if line.strip().startswith("results/")]
+    resumed = run_snakemake("--cores", "2", "--keep-going", "--rerun-incomplete", "--configfile", config,
+                            workdir=work, timeout=3600)
+    good = [s for s in cohort.subjects]
+    unfinished = [f for s in good for a in ATLASES
+                  for f in (paths.sc_matrix(work / "results", s, None, a, "count"),
+                            paths.fc_matrix(work / "results", s, None, a)) if not Path(f).is_file()]
+    table = pd.read_csv(work / "bids" / "participants.tsv", sep="\t", dtype=str, keep_default_na=False)
+    table[table.participant_id != "sub-901"].to_csv(work / "bids" / "participants.tsv", sep="\t", index=False)
+    fixed = run_snakemake("--cores", "2", "--configfile", config, workdir=work, timeout=3600)
+    seconds = time.perf_counter() - start
+    assert fixed.returncode == 0, (fixed.stdout + fixed.stderr)[-4000:]
+    print(f"\nimaging run of {sum(N_PER_GROUP.values())} + {len(BROKEN)} subjects "
+          f"(killed once, resumed, fixed): {seconds:.0f} s")
+    return dict(work=work, cohort=cohort, before_kill=before, killed_while=killed_while, refused=refused,
+                incomplete=incomplete, resumed=resumed, unfinished=unfinished, fixed=fixed)
+
+
+def copy_project(imaging_run, tmp_path) -> Path:
+    """The whole project (dataset, truth, results, metadata) with its time stamps."""
+    dest = tmp_path / "project"
+    shutil.copytree(imaging_run["work"], dest, symlinks=True)
+    return dest
+
+
+# --- (e) killed mid-way, resumed ----------------------------------------------------------------------------
+
+def test_killed_run_resumes_and_loses_no_finished_subject(imaging_run):
+    refused = imaging_run["refused"]
+    assert refused.returncode != 0 and "incomplete" in (refused.stdout + refused.stderr).lower()
+    assert imaging_run["incomplete"], "Snakemake named no incomplete output after the kill"
+    results = imaging_run["work"] / "results"
+    after = subject_files(results)
+    incomplete = " ".join(imaging_run["incomplete"])
+    redone = [f for f, mtime in imaging_run["before_kill"].items()
+              if f in after and after[f] != mtime]
+    # only the outputs of the jobs in flight at the kill were made again
+    assert all(f in incomplete for f in redone), (redone, incomplete)
+    finished_before = [f for f in imaging_run["before_kill"] if f not in incomplete]
+    assert finished_before and all(after.get(f) == imaging_run["before_kill"][f] for f in finished_before)
+    # and the resumed run completed every subject
+    for subject in imaging_run["cohort"].subjects:
+        for atlas in ATLASES:
+            assert Path(paths.sfc_table(results, subject, None, atlas, "spearman")).is_file()
+    assert (results / "group" / "classification.tsv").is_file()
+
+
+# --- one broken subject among good ones -------------------------------------------------------------------------
+
+def failed_jobs(text: str) -> set[tuple[str, str | None]]:
+    out = set()
+    for rule, body in re.findall(r"^Error in rule (\w+):\n((?:    .*\n?)*)", text, re.M):
+        subject = re.search(r"subject=(\w+)", body)
+        out.add((rule, subject.group(1) if subject else None))
+    return out
+
+
+def test_broken_subject_fails_only_its_own_jobs_with_messages_naming_the_files(imaging_run):
+    resumed = imaging_run["resumed"]
+    text = resumed.stdout + resumed.stderr
+    assert resumed.returncode != 0
+    assert failed_jobs(text) == {("dwi_preprocess", "901"), ("func_preprocess", "901")}, text[-3000:]
+    assert "Traceback" not in text
+    logs = imaging_run["work"] / "results" / "logs" / "sub-901"
+    dwi_log = " ".join(p.read_text() for p in logs.glob("dwi/*dwi_preprocess*.log"))
+    func_log = " ".join(p.read_text() for p in logs.glob("func/*func_preprocess*.log"))
+    assert "sub-901_dwi.nii.gz" in dwi_log and "NaN" in dwi_log and "Fix:" in dwi_log
+    assert "sub-901_task-rest_bold.nii.gz" in func_log and "3-D" in func_log and "Fix:" in func_log
+    # the same messages reach the user's terminal
+    assert "sub-901_dwi.nii.gz" in text and "sub-901_task-rest_bold.nii.gz" in text
+    # every good subject finished its connectomes in that same run
+    assert imaging_run["unfinished"] == []
+
+
+def test_subjects_left_out_are_listed_with_their_reasons(imaging_run):
+    excluded = pd.read_csv(imaging_run["work"] / "results" / "group" / "excluded.tsv", sep="\t")
+    reasons = dict(zip(excluded.participant_id, excluded.reason))
+    assert set(reasons) == {"sub-901", "sub-902"}
+    assert "RepetitionTime" in reasons["sub-902"]
+    assert "participants.tsv" in reasons["sub-901"]
+
+
+# --- (a) nothing to do -------------------------------------------------------------------------------------
+
+def test_complete_run_has_nothing_to_do(imaging_run):
+    assert dry_run_jobs(imaging_run["work"]) == []
+
+
+# --- (b) one subject's DWI replaced --------------------------------------------------------------------------
+
+def test_replaced_dwi_reruns_only_that_subjects_structural_jobs_and_the_group(imaging_run, tmp_path):
+    work = copy_project(imaging_run, tmp_path)
+    subject = imaging_run["cohort"].subjects[1]
+    dwi = work / "bids" / f"sub-{subject}" / "dwi" / f"sub-{subject}_dwi.nii.gz"
+    img = nib.load(dwi)
+    data = np.asanyarray(img.dataobj)
+    time.sleep(1.1)  # a new time stamp even on file systems with 1 s resolution
+    dwi.unlink()
+    nib.save(nib.Nifti1Image(data, img.affine, img.header), dwi)  # a re-acquired series: a new file
+
+    jobs = dry_run_jobs(work)
+    assert subjects_of(jobs) == {subject}
+    assert per_subject(jobs, subject) == DWI_RULES
+    assert group_level(jobs) == COUPLING_AND_GROUP | REPORT
+
+
+# --- (c) one subject added -------------------------------------------------------------------------------------
+
+def test_added_subject_runs_only_its_own_jobs_and_the_group(imaging_run, tmp_path):
+    work = copy_project(imaging_run, tmp_path)
+    bids = work / "bids"
+    donor = imaging_run["cohort"].subjects[0]
+    new = "101"
+    for path in (bids / f"sub-{donor}").rglob("*"):
+        if path.is_file():
+            target = bids / f"sub-{new}" / path.relative_to(bids / f"sub-{donor}").parent / \
+                path.name.replace(f"sub-{donor}", f"sub-{new}")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(path, target)
+    table = pd.read_csv(bids / "participants.tsv", sep="\t", dtype=str, keep_default_na=False)
+    row = table[table.participant_id == f"sub-{donor}"].assign(participant_id=f"sub-{new}")
+    pd.concat([table, row]).to_csv(bids / "participants.tsv", sep="\t", index=False)
+
+    jobs = dry_run_jobs(work)
+    assert subjects_of(jobs) == {new}
+    assert per_subject(jobs, new) == ANAT_RULES | DWI_RULES | FUNC_RULES
+    # the atlases are not remade; everything over subjects is
+    assert group_level(jobs) == COUPLING_AND_GROUP | REPORT | {"write_excluded"}
+
+
+# --- (d) a group-only parameter changed ---------------------------------------------------------------------
+
+def test_group_parameter_reruns_only_the_rules_that_use_it(imaging_run, tmp_path):
+    alpha = tmp_path / "alpha.yaml"
+    alpha.write_text(yaml.safe_dump({"stats": {"alpha": 0.01}}))
+    jobs = dry_run_jobs(imaging_run["work"], "--configfile", imaging_run["work"] / "config.yaml", alpha)
+    assert subjects_of(jobs) == set()
+    # the FDR level decides which regions count as significant: the clinical tests restricted
+    # to them and the cross-atlas replication table; the ANCOVA's p and p_fdr do not depend on it
+    assert group_level(jobs) == {"clinical_correlations", "cross_atlas"} | REPORT
+
+
+# --- multi-site pooling --------------------------------------------------------------------------------------
+
+def test_sites_pooled_from_their_connectome_folders_give_the_imaging_runs_group_results(imaging_run, tmp_path):
+    """Each site shares only its per-subject folders; the group stage on both folders (with
+    site harmonisation, the default) equals the group stage of the one run over everyone."""
+    work = imaging_run["work"]
+    table = pd.read_csv(work / "bids" / "participants.tsv", sep="\t")
+    sites = {}
+    for pid, site in zip(table.participant_id, table.site):
+        if not (work / "results" / pid).is_dir():  # left out of the imaging run (sub-902)
+            continue
+        dest = tmp_path / site / "results" / pid
+        shutil.copytree(work / "results" / pid, dest, ignore=shutil.ignore_patterns("anat", "qc", "*.nii.gz", "*.mif"))
+        sites[site] = tmp_path / site / "results"
+    assert len(sites) == 2
+    config = tmp_path / "pooled.yaml"
+    config.write_text(yaml.safe_dump({**CONFIG, "input": "connectomes", "connectomes_dirs": sorted(map(str, sites.values())),
+                                      "participants": str(work / "bids" / "participants.tsv"),
+                                      "output_dir": str(tmp_path / "pooled")}))
+    result = run_snakemake("--cores", "2", "--configfile", config, workdir=tmp_path / "work_pooled", timeout=1200)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    one = work / "results" / "group"
+    pooled = tmp_path / "pooled" / "group"
+    compared = 0
+    for path in sorted(one.glob("atlas-*.tsv")) + sorted(one.glob("desc-*_crossatlas.tsv")):
+        a = pd.read_csv(path, sep="\t")
+        b = pd.read_csv(pooled / path.name, sep="\t")
+        pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-9, obj=path.name)
+        compared += 1
+    assert compared >= 3 * len(ATLASES) * 3  # sfc, groupstats, clinical for 3 methods x 2 atlases
+
+
+# --- the run against the generator's truth ----------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def accuracy(imaging_run):
+    from sfc.simulate.evaluate import evaluate_run
+
+    work = imaging_run["work"]
+    table = evaluate_run(work / "results", work / "truth", atlases=ATLASES, subjects=imaging_run["cohort"].subjects)
+    with pd.option_context("display.width", 250, "display.max_columns", 40):
+        print("\n" + table.round(3).to_string(index=False))
+    assert len(table) == sum(N_PER_GROUP.values())
+    return table
+
+
+def test_atlas_in_dwi_space_lies_where_the_true_transform_puts_it(accuracy):
+    for atlas in ATLASES:
+        assert (accuracy[f"{atlas}_atlas_dice"] > DICE_MIN[atlas]).all(), accuracy[f"{atlas}_atlas_dice"]
+        assert (accuracy[f"{atlas}_atlas_centroid_mm"] < CENTROID_MAX_MM).all()
+
+
+def test_structural_connectome_follows_the_true_one(accuracy):
+    for atlas in ATLASES:
+        assert (accuracy[f"{atlas}_sc_spearman"] > SC_RHO_MIN[atlas]).all(), accuracy[f"{atlas}_sc_spearman"]
+
+
+def test_estimated_head_motion_follows_the_true_motion(accuracy):
+    motion = accuracy.filter(like="motion_r_")
+    assert motion.shape[1] == 6
+    assert (motion > MOTION_R_MIN).all().all(), motion
+
+
+def test_functional_connectome_follows_the_true_one(accuracy):
+    for atlas in ATLASES:
+        assert (accuracy[f"{atlas}_fc_spearman"] > FC_RHO_MIN[atlas]).all(), accuracy[f"{atlas}_fc_spearman"]
