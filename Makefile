@@ -45,7 +45,7 @@ chromium:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	else \
 	  echo "setup: chromium is not on PATH and this is not a root Debian/Ubuntu shell:"; \
-	  echo "  the report test (tests/workflow/test_report.py) will be skipped. Install a"; \
+	  echo "  the report test (tests/workflow/test_report_in_browser.py) will be skipped. Install a"; \
 	  echo "  Chromium/Chrome and put it on PATH (or set SFC_CHROMIUM) to run it."; \
 	fi
 
