@@ -77,9 +77,8 @@ def bare_snakefile(jobs, edges, declared: bool = False) -> str:
     scaled by attempt, conda, script), so the comparison isolates what the bare file lacks
     by definition: input functions, config validation and BIDS discovery.
 
-    Jobs of one workflow rule whose inputs come from different upstream rules (e.g. the
-    group tables of ``sdi`` come from ``coupling_sdi``, the others from ``coupling``)
-    become separate bare rules (``<rule>__2``, ...), so no input function is needed.
+    Jobs of one workflow rule whose inputs come from different upstream jobs' rules or
+    wildcards become separate bare rules (``<rule>__2``, ...), so no input function is needed.
     """
     names = {}
     for rule, wc in jobs.values():
