@@ -141,6 +141,20 @@ def subject_files(results: Path) -> dict[str, float]:
     return {str(p.relative_to(results)): p.stat().st_mtime for p in results.glob("sub-*/**/*") if p.is_file()}
 
 
+def copy_subject(bids: Path, donor: str, new_ids) -> None:
+    """Copy ``sub-<donor>``'s files under each new ID (renamed) and its participants.tsv row."""
+    for new in new_ids:
+        for path in (bids / f"sub-{donor}").rglob("*"):
+            if path.is_file():
+                target = bids / f"sub-{new}" / path.relative_to(bids / f"sub-{donor}").parent / \
+                    path.name.replace(f"sub-{donor}", f"sub-{new}")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy(path, target)
+    table = pd.read_csv(bids / "participants.tsv", sep="\t", dtype=str, keep_default_na=False)
+    rows = [table[table.participant_id == f"sub-{donor}"].assign(participant_id=f"sub-{new}") for new in new_ids]
+    pd.concat([table, *rows]).to_csv(bids / "participants.tsv", sep="\t", index=False)
+
+
 def add_broken_subjects(bids: Path, donor: str) -> None:
     """Two copies of a good subject with the faults a real cohort has.
 
@@ -148,13 +162,7 @@ def add_broken_subjects(bids: Path, donor: str) -> None:
     naming the files); ``sub-902``: a BOLD sidecar without RepetitionTime (left out at
     discovery, listed in group/excluded.tsv).
     """
-    for new in BROKEN:
-        for path in (bids / f"sub-{donor}").rglob("*"):
-            if path.is_file():
-                target = bids / f"sub-{new}" / path.relative_to(bids / f"sub-{donor}").parent / \
-                    path.name.replace(f"sub-{donor}", f"sub-{new}")
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy(path, target)
+    copy_subject(bids, donor, BROKEN)
     dwi = bids / "sub-901" / "dwi" / "sub-901_dwi.nii.gz"
     img = nib.load(dwi)
     data = np.asanyarray(img.dataobj).astype(np.float32)
@@ -167,9 +175,6 @@ def add_broken_subjects(bids: Path, donor: str) -> None:
     meta = json.loads(sidecar.read_text())
     del meta["RepetitionTime"]
     sidecar.write_text(json.dumps(meta))
-    table = pd.read_csv(bids / "participants.tsv", sep="\t", dtype=str, keep_default_na=False)
-    rows = [table[table.participant_id == f"sub-{donor}"].assign(participant_id=f"sub-{new}") for new in BROKEN]
-    pd.concat([table, *rows]).to_csv(bids / "participants.tsv", sep="\t", index=False)
 
 
 @pytest.fixture(scope="module")
@@ -328,15 +333,7 @@ def test_added_subject_runs_only_its_own_jobs_and_the_group(imaging_run, tmp_pat
     bids = work / "bids"
     donor = imaging_run["cohort"].subjects[0]
     new = "101"
-    for path in (bids / f"sub-{donor}").rglob("*"):
-        if path.is_file():
-            target = bids / f"sub-{new}" / path.relative_to(bids / f"sub-{donor}").parent / \
-                path.name.replace(f"sub-{donor}", f"sub-{new}")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(path, target)
-    table = pd.read_csv(bids / "participants.tsv", sep="\t", dtype=str, keep_default_na=False)
-    row = table[table.participant_id == f"sub-{donor}"].assign(participant_id=f"sub-{new}")
-    pd.concat([table, row]).to_csv(bids / "participants.tsv", sep="\t", index=False)
+    copy_subject(bids, donor, [new])
 
     jobs = dry_run_jobs(work)
     assert subjects_of(jobs) == {new}
