@@ -178,6 +178,17 @@ def test_multishell_data_get_dhollander_and_msmt_csd():
     assert (plan["response"], plan["fod"], plan["lmax"]) == ("dhollander", "msmt_csd", 8)
 
 
+def test_response_algorithm_follows_the_config_and_the_shells():
+    assert dwi.check_tracking(_info(32), "iFOD2")["response"] == "tournier"
+    assert dwi.check_tracking(_info(32), "iFOD2", response="fa")["response"] == "fa"
+    assert dwi.check_tracking(_info(32), "iFOD2", response="dhollander")["response"] == "dhollander"
+    with pytest.raises(InputError) as exc:
+        dwi.check_tracking(_info(60, shells=(1000.0, 2000.0)), "iFOD2", response="fa")
+    assert "msmt_csd needs WM, GM and CSF responses" in str(exc.value) and "dwi.response: auto" in str(exc.value)
+    with pytest.raises(InputError, match="dwi.response"):
+        dwi.check_tracking(_info(32), "iFOD2", response="manual")
+
+
 def test_gmwmi_seeding_without_act_is_a_config_error():
     with pytest.raises(InputError, match="5TT"):
         dwi.check_tracking(_info(60), "iFOD2", seeding="gmwmi", act=False)

@@ -84,6 +84,25 @@ def small_cohort(tmp_path_factory, atlas_dir):
 
 
 @pytest.mark.slow
+def test_parallel_generation_writes_the_same_cohort(small_cohort, tmp_path, atlas_dir):
+    """Subjects simulated in two worker processes: the same images and truth as one process."""
+    res = images.simulate_bids_cohort(tmp_path / "bids", tmp_path / "truth", atlas_dir=atlas_dir,
+                                      n_per_group={"TRD": 1, "nTRD": 1, "HC": 0}, seed=7, image_params=SMALL,
+                                      n_jobs=2)
+    assert res.subjects == small_cohort.subjects
+    for sub in res.subjects:
+        for rel in (f"sub-{sub}/anat/sub-{sub}_T1w.nii.gz", f"sub-{sub}/dwi/sub-{sub}_dwi.nii.gz",
+                    f"sub-{sub}/func/sub-{sub}_task-rest_bold.nii.gz"):
+            a = np.asanyarray(nib.load(small_cohort.bids_dir / rel).dataobj)
+            b = np.asanyarray(nib.load(res.bids_dir / rel).dataobj)
+            np.testing.assert_array_equal(a, b)
+    for atlas, table in small_cohort.sfc_true.items():
+        pd.testing.assert_frame_equal(table, res.sfc_true[atlas])
+    pd.testing.assert_frame_equal(pd.read_csv(small_cohort.truth_dir / "subjects.tsv", sep="\t"),
+                                  pd.read_csv(res.truth_dir / "subjects.tsv", sep="\t"))
+
+
+@pytest.mark.slow
 def test_bids_tree_loads_with_sane_headers(small_cohort):
     bids = small_cohort.bids_dir
     assert json.loads((bids / "dataset_description.json").read_text())["BIDSVersion"]

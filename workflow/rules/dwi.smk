@@ -85,6 +85,7 @@ rule dwi_fod:
     params:
         tracking=TRACKING,
         weights=SC_WEIGHTS,
+        response=DWI_CFG.get("response", "auto"),
     script:
         "../scripts/dwi_fod.py"
 
@@ -182,7 +183,9 @@ rule dwi_tractography:
         bench_file("dwi", "dwi_tractography")
     conda:
         "../../envs/mrtrix.yaml"
-    threads: DWI_CFG["nthreads"]
+    # tckgen draws the same streamlines from the same seed only on one thread (two threads
+    # race for seeds: measured, different streamlines run to run); see dwi.tracking.reproducible
+    threads: 1 if TRACKING.get("reproducible", True) else DWI_CFG["nthreads"]
     resources:
         mem_mb=lambda wildcards, attempt: 4000 * attempt,
         runtime=lambda wildcards, attempt: 120 * attempt,

@@ -11,7 +11,7 @@ p, out = snakemake.params, snakemake.output
 info = dwi.DwiInfo.from_json(snakemake.input.info)
 plan = dwi.check_tracking(info, p.tracking.get("algorithm", "iFOD2"), p.tracking.get("lmax"),
                           act=p.tracking.get("act", False), seeding=p.tracking.get("seeding", "dynamic"),
-                          weights=tuple(p.weights))
+                          weights=tuple(p.weights), response=p.response)
 with tempfile.TemporaryDirectory(prefix="sfc_fod_") as tmp:
     responses = dwi.response(snakemake.input.dwi, snakemake.input.mask, Path(tmp) / "response_",
                              algorithm=plan["response"], lmax=plan["lmax"], nthreads=snakemake.threads)

@@ -52,6 +52,7 @@ TENSOR_ALGORITHMS = ("Tensor_Det", "Tensor_Prob")
 DETERMINISTIC = ("SD_STREAM", "Tensor_Det")
 WEIGHTS = ("count", "sift2", "length", "fa")
 SEEDING = ("dynamic", "gmwmi", "mask")
+RESPONSES = ("auto", "tournier", "dhollander", "fa")
 
 #: b-values up to this are treated as b=0 (MRtrix3's default BZeroThreshold is 10;
 #: scanners often write b=5..50 for the "b0" volumes).
@@ -319,7 +320,8 @@ def max_lmax(n_directions: int, cap: int = 8) -> int:
 
 
 def check_tracking(info: DwiInfo, algorithm: str = "iFOD2", lmax: int | None = None,
-                   act: bool = False, seeding: str = "dynamic", weights: tuple = ("count",)) -> dict:
+                   act: bool = False, seeding: str = "dynamic", weights: tuple = ("count",),
+                   response: str = "auto") -> dict:
     """Check the tracking configuration against what the data allow; return the plan.
 
     Parameters
@@ -335,11 +337,16 @@ def check_tracking(info: DwiInfo, algorithm: str = "iFOD2", lmax: int | None = N
     seeding : {"dynamic", "gmwmi", "mask"}
     weights : tuple of str
         Connectome weights wanted (``sift2`` needs an FOD).
+    response : {"auto", "tournier", "dhollander", "fa"}
+        ``dwi2response`` algorithm: auto is tournier for one shell and dhollander for several
+        (what MRtrix3 recommends); fa (single-fibre voxels by highest FA, one pass) is ~30x
+        cheaper than tournier, whose first pass segments the FOD of the whole brain
+        (~100 CPU-s on the demo's 2.5 mm DWI), at the price of a cruder single-fibre mask.
 
     Returns
     -------
     dict
-        ``algorithm``, ``lmax`` (0 for tensor tracking), ``response`` (tournier|dhollander|None),
+        ``algorithm``, ``lmax`` (0 for tensor tracking), ``response`` (tournier|dhollander|fa|None),
         ``fod`` (csd|msmt_csd|None), ``seeding``.
 
     Raises
@@ -350,6 +357,9 @@ def check_tracking(info: DwiInfo, algorithm: str = "iFOD2", lmax: int | None = N
     if algorithm not in ALGORITHMS:
         raise InputError(None, f"tractography algorithm '{algorithm}' is not one of {', '.join(ALGORITHMS)}",
                          "set dwi.tracking.algorithm to one of them")
+    if response not in RESPONSES:
+        raise InputError(None, f"response algorithm '{response}' is not one of {', '.join(RESPONSES)}",
+                         "set dwi.response to auto, tournier, dhollander or fa")
     if seeding not in SEEDING:
         raise InputError(None, f"seeding '{seeding}' is not one of {', '.join(SEEDING)}",
                          "set dwi.tracking.seeding to dynamic, gmwmi or mask")
@@ -379,7 +389,13 @@ def check_tracking(info: DwiInfo, algorithm: str = "iFOD2", lmax: int | None = N
                              f"{want}), so {algorithm} with lmax {want} is impossible",
                              f"set dwi.lmax: {possible}, or use dwi.tracking.algorithm: Tensor_Det")
         plan["lmax"] = want
-        plan["response"] = "dhollander" if info.multi_shell else "tournier"
+        if info.multi_shell and response in ("tournier", "fa"):
+            raise InputError(info.path, f"multi-shell DWI (b = {', '.join(f'{b:g}' for b in info.shells)}): "
+                             f"msmt_csd needs WM, GM and CSF responses, which dwi2response {response} "
+                             "does not estimate", "set dwi.response: auto (dhollander)")
+        if response == "auto":
+            response = "dhollander" if info.multi_shell else "tournier"
+        plan["response"] = response
         plan["fod"] = "msmt_csd" if info.multi_shell else "csd"
     return plan
 
@@ -395,10 +411,23 @@ def import_dwi(dwi, bval, bvec, out_mif, *, log=None, nthreads: int = 1) -> str:
     return os.fspath(out_mif)
 
 
-def denoise(in_mif, out_mif, *, noise=None, log=None, nthreads: int = 1) -> str:
-    """``dwidenoise`` (MP-PCA, Veraart 2016); optionally writes the noise map."""
+def denoise(in_mif, out_mif, *, noise=None, head_mask: bool = True, log=None, nthreads: int = 1) -> str:
+    """``dwidenoise`` (MP-PCA, Veraart 2016); optionally writes the noise map.
+
+    ``head_mask``: denoise only inside ``dwi2mask`` of the raw series dilated by two voxels
+    (``-mask``). Patches still read their neighbours outside it, so the voxels inside are
+    exactly those of a whole-field run (checked on the demo: difference 0); the voxels
+    outside, which no later step uses, are 0. On the demo's 2.5 mm DWI: 13.5 s instead of 30.7 s.
+    """
     cmd = ["dwidenoise", in_mif, out_mif] + (["-noise", noise] if noise else [])
-    mrtrix.run(cmd, log=log, nthreads=nthreads)
+    with tempfile.TemporaryDirectory(prefix="sfc_den_") as tmp:
+        if head_mask:
+            mask = Path(tmp) / "head.mif"
+            mrtrix.run(["dwi2mask", in_mif, Path(tmp) / "rough.mif"], log=log, nthreads=nthreads)
+            mrtrix.run(["maskfilter", Path(tmp) / "rough.mif", "dilate", "-npass", "2", mask], log=log,
+                       nthreads=nthreads)
+            cmd += ["-mask", mask]
+        mrtrix.run(cmd, log=log, nthreads=nthreads)
     return os.fspath(out_mif)
 
 
@@ -477,19 +506,19 @@ def tensor_metrics(in_mif, mask, tensor_out, fa_out, *, md_out=None, v1_out=None
 
 def response(in_mif, mask, out_prefix, *, algorithm: str = "tournier", lmax: int | None = None,
              extra=(), log=None, nthreads: int = 1) -> list[str]:
-    """``dwi2response tournier`` (single shell: ``<prefix>wm.txt``) or ``dhollander`` (wm, gm, csf).
+    """``dwi2response tournier`` or ``fa`` (single shell: ``<prefix>wm.txt``) or ``dhollander`` (wm, gm, csf).
 
     ``extra``: further options, e.g. ``("-max_iters", "3")`` to bound tournier's iterations.
     """
     out_prefix = os.fspath(out_prefix)
-    if algorithm == "tournier":
+    if algorithm in ("tournier", "fa"):
         outs = [f"{out_prefix}wm.txt"]
     elif algorithm == "dhollander":
         outs = [f"{out_prefix}{t}.txt" for t in ("wm", "gm", "csf")]
     else:
-        raise ValueError(f"response algorithm must be tournier or dhollander, got {algorithm!r}")
+        raise ValueError(f"response algorithm must be tournier, fa or dhollander, got {algorithm!r}")
     cmd = ["dwi2response", algorithm, in_mif, *outs, "-mask", mask]
-    if lmax is not None and algorithm == "tournier":
+    if lmax is not None and algorithm in ("tournier", "fa"):
         cmd += ["-lmax", str(lmax)]
     cmd += [str(x) for x in extra]
     with tempfile.TemporaryDirectory(prefix="sfc_resp_") as tmp:

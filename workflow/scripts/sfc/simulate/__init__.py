@@ -16,6 +16,10 @@ The command line is ``python -m sfc.simulate --help``.
 
 PRESETS = {
     # subjects per group and effect sizes; images: voxel sizes, volumes, directions
-    "demo": dict(n_per_group={"TRD": 5, "nTRD": 5, "HC": 4}, trd_decoupling=0.9, hipp_bsi=1.0),
+    # demo images: T1w at 2 mm (the issue allows 1-2 mm; half the registration cost of 1.5 mm),
+    # DWI 2.5 mm x 32 directions, BOLD 4 mm x 150 volumes (the ImageParams defaults)
+    # 5 TRD and 5 nTRD: the fewest the default classification (5 outer x 3 inner folds) accepts
+    "demo": dict(n_per_group={"TRD": 5, "nTRD": 5, "HC": 2}, trd_decoupling=0.9, hipp_bsi=1.0,
+                 images={"t1_voxel": 2.0}),
     "large": dict(n_per_group={"TRD": 72, "nTRD": 152, "HC": 84}, trd_decoupling=0.7, hipp_bsi=1.0),
 }

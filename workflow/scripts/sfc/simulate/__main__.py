@@ -29,7 +29,7 @@ from . import PRESETS
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", choices=sorted(PRESETS), default=None,
-                   help="group sizes and effect sizes: demo (5/5/4, strong effects) or large "
+                   help="group sizes and effect sizes: demo (5/5/2, strong effects) or large "
                         "(the study's 72/152/84)")
     p.add_argument("--n-trd", type=int, help="TRD subjects (overrides the preset)")
     p.add_argument("--n-ntrd", type=int, help="nTRD subjects")
@@ -73,13 +73,15 @@ def main(argv=None) -> int:
     pi = sub.add_parser("images", help="a BIDS dataset: T1w, DWI (+bval/bvec/json), resting BOLD")
     pi.add_argument("bids_dir")
     _common(pi)
-    pi.add_argument("--t1-voxel", type=float, default=1.5, help="T1w voxel size in mm (default 1.5)")
+    pi.add_argument("--t1-voxel", type=float, default=None, help="T1w voxel size in mm (default: the preset's)")
     pi.add_argument("--dwi-voxel", type=float, default=2.5, help="DWI voxel size in mm (default 2.5)")
     pi.add_argument("--bold-voxel", type=float, default=4.0, help="BOLD voxel size in mm (default 4)")
     pi.add_argument("--volumes", type=int, default=150, help="BOLD volumes (default 150)")
     pi.add_argument("--tr", type=float, default=2.0, help="BOLD repetition time in s")
     pi.add_argument("--directions", type=int, default=32, help="DWI directions at b=1000 (default 32)")
     pi.add_argument("--b0", type=int, default=2, help="b=0 volumes (default 2)")
+    pi.add_argument("-j", "--jobs", type=int, default=1,
+                    help="subjects simulated in parallel (default 1); the output does not depend on it")
     pe = sub.add_parser("evaluate", help="compare a workflow run on an image-level cohort with its truth")
     pe.add_argument("output_dir", help="the workflow's output_dir")
     pe.add_argument("truth_dir", help="the cohort's truth folder")
@@ -122,13 +124,16 @@ def _run(args) -> int:
         from .images import ImageParams, simulate_bids_cohort
 
         sizes, effects = _settings(args, "demo")
+        images = PRESETS[args.preset or "demo"].get("images", {})
+        t1_voxel = args.t1_voxel if args.t1_voxel is not None else images.get("t1_voxel", 1.5)
         res = simulate_bids_cohort(args.bids_dir, truth_dir=args.truth_dir, atlas_dir=args.atlas_dir,
                                    n_per_group=sizes, null=args.null, seed=args.seed, effects=effects,
                                    n_sites=args.n_sites,
-                                   image_params=ImageParams(t1_voxel=args.t1_voxel, dwi_voxel=args.dwi_voxel,
+                                   image_params=ImageParams(t1_voxel=t1_voxel, dwi_voxel=args.dwi_voxel,
                                                             bold_voxel=args.bold_voxel, n_volumes=args.volumes,
                                                             tr=args.tr, n_directions=args.directions,
-                                                            n_b0=args.b0))
+                                                            n_b0=args.b0),
+                                   n_jobs=args.jobs)
         summary = dict(bids_dir=str(res.bids_dir), truth_dir=str(res.truth_dir), subjects=len(res.subjects),
                        planted=res.planted, megabytes=round(res.megabytes, 1), seconds=round(res.seconds, 1))
     summary["wall_seconds"] = round(time.perf_counter() - t0, 1)

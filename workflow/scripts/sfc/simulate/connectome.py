@@ -34,7 +34,7 @@ from .phenotypes import simulate_participants
 
 ATLASES = ("BNA246", "HOA")
 STUDY_SIZES = {"TRD": 72, "nTRD": 152, "HC": 84}
-DEMO_SIZES = {"TRD": 5, "nTRD": 5, "HC": 4}
+DEMO_SIZES = {"TRD": 5, "nTRD": 5, "HC": 2}
 
 #: Brainnetome gyri of the study's TRD findings (all their subregions are planted by default).
 TRD_GYRI = ("MFG_R_7_", "IPL_L_6_", "PrG_L_6_", "STG_R_6_")

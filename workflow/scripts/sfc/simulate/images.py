@@ -511,7 +511,8 @@ class BidsCohort:
 def simulate_bids_cohort(bids_dir, truth_dir=None, atlas_dir=None, n_per_group: dict | None = None,
                          null: bool = False, seed: int = 0, effects: Effects | None = None, n_sites: int = 2,
                          image_params: ImageParams | None = None, brain_params: BrainParams | None = None,
-                         missing_fraction: float = 0.0, model: CohortModel | None = None) -> BidsCohort:
+                         missing_fraction: float = 0.0, model: CohortModel | None = None,
+                         n_jobs: int = 1) -> BidsCohort:
     """Write a synthetic BIDS dataset (T1w, DWI, resting BOLD) and its ground truth.
 
     Parameters
@@ -524,7 +525,7 @@ def simulate_bids_cohort(bids_dir, truth_dir=None, atlas_dir=None, n_per_group: 
     atlas_dir : path-like, optional
         Atlas images (default ``$SFC_ATLAS_DIR``); nothing is downloaded.
     n_per_group : dict
-        Default the demo sizes ``{"TRD": 5, "nTRD": 5, "HC": 4}``.
+        Default the demo sizes ``{"TRD": 5, "nTRD": 5, "HC": 2}``.
     null, seed, effects, n_sites
         As in :func:`sfc.simulate.connectome.simulate_connectome_cohort` (the default
         effects here are the demo's strong ones: decoupling 0.9, hippocampus 1.0).
@@ -532,6 +533,8 @@ def simulate_bids_cohort(bids_dir, truth_dir=None, atlas_dir=None, n_per_group: 
     brain_params : BrainParams
     missing_fraction : float
         Share of ``education_years``/``bsi`` written as ``n/a`` (default 0 for the demo).
+    n_jobs : int
+        Subjects simulated in parallel (forked processes); the output is the same for any value.
 
     Returns
     -------
@@ -572,33 +575,13 @@ def simulate_bids_cohort(bids_dir, truth_dir=None, atlas_dir=None, n_per_group: 
                                      f"ground truth in {truth_dir.name}/ (not part of this dataset).\n")
     sfc_true = {a: [] for a in model.labels}
     info = []
-    for k, sub in enumerate(subjects):
-        t0 = time.perf_counter()
-        site = int(table["site"].iloc[k].removeprefix("site")) - 1
-        sb = simulate_subject(model, k, table["group"].iloc[k], bsi_true[k], site)
-        srng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(3, k)))
-        xf = random_transform(srng, ip)
-        tdir = truth_dir / f"sub-{sub}"
-        tdir.mkdir(parents=True, exist_ok=True)
-        _write_t1w(bids_dir, sub, anatomy, xf, ip, srng, tdir)
-        _write_dwi(bids_dir, sub, anatomy, model, bundles, sb, xf, ip, srng, tdir)
-        _write_bold(bids_dir, sub, anatomy, model, sb, xf, ip, srng, tdir, burn)
-        for atlas, m in sb.atlas.items():
-            sm = model.geometry.signal_mixing(atlas)
-            fc = brain.cov_to_corr(sm @ sb.signal_cov @ sm.T)
-            write_matrix_fast(tdir / f"sub-{sub}_atlas-{atlas}_desc-true_sc.tsv", m["sc_true"])
-            write_matrix_fast(tdir / f"sub-{sub}_atlas-{atlas}_desc-true_fc.tsv", np.round(fc, 6))
-            s = brain.sfc_spearman(m["sc_true"], fc)
+    shared = dict(model=model, anatomy=anatomy, bundles=bundles, table=table, bsi_true=bsi_true, seed=seed,
+                  ip=ip, bids_dir=bids_dir, truth_dir=truth_dir, burn=burn)
+    for sub, sfc_sub, row, seconds in _map_subjects(shared, subjects, n_jobs):
+        for atlas, s in sfc_sub.items():
             sfc_true[atlas].append(s)
-            pd.DataFrame({"index": model.labels[atlas]["index"], "name": model.labels[atlas]["name"], "sfc": s}) \
-                .to_csv(tdir / f"sub-{sub}_atlas-{atlas}_desc-true_sfc.tsv", sep="\t", index=False,
-                        float_format="%.6g", na_rep="n/a")
-        masks = model.effect_masks()
-        info.append(dict(participant_id=f"sub-{sub}", group=table["group"].iloc[k], site=table["site"].iloc[k],
-                         bsi_true=bsi_true[k], coupling=sb.coupling,
-                         trd_decoupling=float(sb.strengths[masks["trd_decoupling"]].max(initial=0)),
-                         hipp_rewired=float(sb.strengths[masks["hipp_bsi"]].max(initial=0))))
-        timings[f"sub-{sub}"] = time.perf_counter() - t0
+        info.append(row)
+        timings[f"sub-{sub}"] = seconds
     pids = table["participant_id"]
     out_true = {}
     for atlas in model.labels:
@@ -796,3 +779,60 @@ def _write_bold(bids_dir, sub, anatomy, model, sb, xf, ip: ImageParams, rng, tdi
     names = model.labels["BNA246"]["name"].tolist()
     pd.DataFrame(bold, columns=names).to_csv(tdir / f"sub-{sub}_task-rest_desc-neural_timeseries.tsv", sep="\t",
                                              index=False, float_format="%.5g")
+
+
+# The per-subject work, run in forked worker processes: ``_SHARED`` (model, anatomy, bundles:
+# read-only and large) reaches them by fork, not by pickling. Every subject draws from its own
+# seed (``spawn_key=(3, k)``, and :func:`simulate_subject` by index), so the output does not
+# depend on the number of workers or on the order they finish in.
+_SHARED: dict = {}
+
+
+def _simulate_one(k: int, sub: str):
+    g = _SHARED
+    model, table, ip, bids_dir, truth_dir = g["model"], g["table"], g["ip"], g["bids_dir"], g["truth_dir"]
+    anatomy = g["anatomy"]
+    t0 = time.perf_counter()
+    site = int(table["site"].iloc[k].removeprefix("site")) - 1
+    sb = simulate_subject(model, k, table["group"].iloc[k], g["bsi_true"][k], site)
+    srng = np.random.default_rng(np.random.SeedSequence(g["seed"], spawn_key=(3, k)))
+    xf = random_transform(srng, ip)
+    tdir = truth_dir / f"sub-{sub}"
+    tdir.mkdir(parents=True, exist_ok=True)
+    _write_t1w(bids_dir, sub, anatomy, xf, ip, srng, tdir)
+    _write_dwi(bids_dir, sub, anatomy, model, g["bundles"], sb, xf, ip, srng, tdir)
+    _write_bold(bids_dir, sub, anatomy, model, sb, xf, ip, srng, tdir, g["burn"])
+    sfc_sub = {}
+    for atlas, m in sb.atlas.items():
+        sm = model.geometry.signal_mixing(atlas)
+        fc = brain.cov_to_corr(sm @ sb.signal_cov @ sm.T)
+        write_matrix_fast(tdir / f"sub-{sub}_atlas-{atlas}_desc-true_sc.tsv", m["sc_true"])
+        write_matrix_fast(tdir / f"sub-{sub}_atlas-{atlas}_desc-true_fc.tsv", np.round(fc, 6))
+        s = brain.sfc_spearman(m["sc_true"], fc)
+        sfc_sub[atlas] = s
+        pd.DataFrame({"index": model.labels[atlas]["index"], "name": model.labels[atlas]["name"], "sfc": s}) \
+            .to_csv(tdir / f"sub-{sub}_atlas-{atlas}_desc-true_sfc.tsv", sep="\t", index=False,
+                    float_format="%.6g", na_rep="n/a")
+    masks = model.effect_masks()
+    row = dict(participant_id=f"sub-{sub}", group=table["group"].iloc[k], site=table["site"].iloc[k],
+               bsi_true=g["bsi_true"][k], coupling=sb.coupling,
+               trd_decoupling=float(sb.strengths[masks["trd_decoupling"]].max(initial=0)),
+               hipp_rewired=float(sb.strengths[masks["hipp_bsi"]].max(initial=0)))
+    return sub, sfc_sub, row, time.perf_counter() - t0
+
+
+def _map_subjects(shared: dict, subjects: list[str], n_jobs: int):
+    """``_simulate_one`` for every subject, in subject order; ``n_jobs`` forked workers."""
+    global _SHARED
+    _SHARED = shared
+    try:
+        n_jobs = max(1, min(int(n_jobs), len(subjects)))
+        if n_jobs == 1:
+            return [_simulate_one(k, sub) for k, sub in enumerate(subjects)]
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(n_jobs, mp_context=multiprocessing.get_context("fork")) as pool:
+            return list(pool.map(_simulate_one, range(len(subjects)), subjects))
+    finally:
+        _SHARED = {}
