@@ -31,13 +31,13 @@ import yaml
 from conftest import REPO, SNAKEMAKE, run_snakemake
 from sfc import paths
 
-# Every imaging rule on 9 subjects at the demo's image sizes: ~45 min on 2 cores, which with
-# the rest of the suite does not fit CI's 90 minutes yet. Opt in until the fixture is cheaper
-# (and its accuracy thresholds are calibrated on a complete run: see the constants below).
+# Every imaging rule on 9 subjects at the demo's image sizes and settings: the most expensive
+# fixture of the suite (see README, Development). SFC_SKIP_IMAGING_TESTS=1 leaves it out of a
+# quick local loop; CI and `make test` run it.
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not os.environ.get("SFC_IMAGING_TESTS"),
-                       reason="imaging-route workflow test (~45 min on 2 cores): set SFC_IMAGING_TESTS=1 to run it"),
+    pytest.mark.skipif(bool(os.environ.get("SFC_SKIP_IMAGING_TESTS")),
+                       reason="SFC_SKIP_IMAGING_TESTS is set (the imaging-route workflow test is left out)"),
 ]
 
 N_PER_GROUP = {"TRD": 3, "nTRD": 3, "HC": 2}
@@ -64,14 +64,19 @@ COUPLING_AND_GROUP = {"coupling", "assemble_group_sfc", "group_stats", "clinical
                       "cross_atlas", "classify", "classification_summary"}
 # The HTML report reads every group table, so it follows any of them.
 REPORT = {"report"} if (REPO / "workflow" / "rules" / "report.smk").is_file() else set()
-# Accuracy against the truth. Unrelated matrices of this size give |rank r| < 0.02, so each
-# floor is far above chance. Measured on the first two subjects that finished (2026-12-01):
-# motion r 0.978-0.998 per parameter; FC rho 0.18 / 0.35 (BNA246), 0.33 / 0.42 (HOA): the
-# floors sit below those. Dice, centroid shift and SC floors are first guesses, not yet
-# checked against a complete run.
-DICE_MIN = {"BNA246": 0.5, "HOA": 0.6}
-CENTROID_MAX_MM = 3.0
-SC_RHO_MIN = {"BNA246": 0.3, "HOA": 0.3}
+# Accuracy against the truth, calibrated on the 12-subject demo run of 2026-12-02 (demo preset,
+# default config; results/group/demo_truth_agreement.tsv), min-max over subjects:
+#   atlas in DWI space vs the true transform: Dice BNA246 0.755-0.780, HOA 0.818-0.839;
+#     centroid shift BNA246 1.67-1.93 mm, HOA 1.49-1.76 mm
+#   SC Spearman over edges: BNA246 0.372-0.392, HOA 0.599-0.619
+#   motion r per parameter: 0.946-0.999;  FC Spearman: BNA246 0.138-0.438, HOA 0.260-0.514
+# Each floor sits below the lowest demo subject (the spreads are narrow: the same generator and
+# settings), and far above chance: unrelated matrices of this size give |rank r| < 0.02, a
+# label image in the wrong place Dice ~0. The centroid bound is one DWI voxel (2.5 mm): the
+# atlas must land within a voxel of where the true transform puts it.
+DICE_MIN = {"BNA246": 0.65, "HOA": 0.72}
+CENTROID_MAX_MM = 2.5
+SC_RHO_MIN = {"BNA246": 0.3, "HOA": 0.5}
 MOTION_R_MIN = 0.9
 FC_RHO_MIN = {"BNA246": 0.1, "HOA": 0.2}
 JOB = re.compile(r"^(?:local)?rule (\w+):\n((?:    .*\n?)*)", re.M)
@@ -189,12 +194,13 @@ def imaging_run(tmp_path_factory, atlas_dir):
     3. The fix a user makes: drop the broken subject from participants.tsv; the group
        stage then runs.
     """
-    from sfc.simulate.images import simulate_bids_cohort
+    from sfc.simulate import PRESETS
+    from sfc.simulate.images import ImageParams, simulate_bids_cohort
 
     work = tmp_path_factory.mktemp("imaging") / "project"
     work.mkdir()
     cohort = simulate_bids_cohort(work / "bids", work / "truth", atlas_dir=atlas_dir, n_per_group=N_PER_GROUP,
-                                  seed=11)
+                                  seed=11, image_params=ImageParams(**PRESETS["demo"]["images"]), n_jobs=2)
     add_broken_subjects(work / "bids", cohort.subjects[0])
     config = work / "config.yaml"
     config.write_text(yaml.safe_dump(CONFIG))
@@ -221,6 +227,9 @@ def imaging_run(tmp_path_factory, atlas_dir):
     refused = run_snakemake("-n", "--cores", "2", "--configfile", config, workdir=work)
     incomplete = [line.strip() for line in (refused.stdout + refused.stderr).splitlines()
                   if line.strip().startswith("results/")]
+    # a killed Snakemake leaves its lock behind; removing it is the user's first step after a crash
+    unlocked = run_snakemake("--unlock", "--configfile", config, workdir=work)
+    assert unlocked.returncode == 0, (unlocked.stdout + unlocked.stderr)[-2000:]
     resumed = run_snakemake("--cores", "2", "--keep-going", "--rerun-incomplete", "--configfile", config,
                             workdir=work, timeout=3600)
     good = [s for s in cohort.subjects]
@@ -259,7 +268,12 @@ def test_killed_run_resumes_and_loses_no_finished_subject(imaging_run):
     # only the outputs of the jobs in flight at the kill were made again
     assert all(f in incomplete for f in redone), (redone, incomplete)
     finished_before = [f for f in imaging_run["before_kill"] if f not in incomplete]
-    assert finished_before and all(after.get(f) == imaging_run["before_kill"][f] for f in finished_before)
+    kept = [f for f in finished_before if f in after]
+    assert kept and all(after[f] == imaging_run["before_kill"][f] for f in kept)
+    # finished files that are gone are temporary ones Snakemake deletes once every consumer
+    # has run (the tractogram, the motion-corrected BOLD), never a result
+    gone = [f for f in finished_before if f not in after]
+    assert all(f.endswith(("_tractography.tck", "_desc-preproc_bold.nii.gz")) for f in gone), gone
     # and the resumed run completed every subject
     for subject in imaging_run["cohort"].subjects:
         for atlas in ATLASES:
@@ -272,7 +286,8 @@ def test_killed_run_resumes_and_loses_no_finished_subject(imaging_run):
 def failed_jobs(text: str) -> set[tuple[str, str | None]]:
     out = set()
     for rule, body in re.findall(r"^Error in rule (\w+):\n((?:    .*\n?)*)", text, re.M):
-        subject = re.search(r"subject=(\w+)", body)
+        # Snakemake 9 leaves the wildcards out of its error block: read the subject off the paths
+        subject = re.search(r"subject=(\w+)", body) or re.search(r"/sub-([A-Za-z0-9]+)[/_]", body)
         out.add((rule, subject.group(1) if subject else None))
     return out
 
