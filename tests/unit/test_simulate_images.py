@@ -70,6 +70,13 @@ def test_motion_starts_at_rest_and_stays_within_a_few_millimetres():
     assert np.abs(np.diff(m[:, :3], axis=0)).max() > 0.5  # the spikes a scrubbing step must find
 
 
+def test_preset_image_params_take_the_preset_then_the_overrides():
+    assert images.preset_image_params("demo").t1_voxel == 2.0
+    assert images.preset_image_params("large").t1_voxel == images.ImageParams().t1_voxel
+    p = images.preset_image_params("demo", t1_voxel=None, dwi_voxel=3.0)
+    assert (p.t1_voxel, p.dwi_voxel, p.n_volumes) == (2.0, 3.0, images.ImageParams().n_volumes)
+
+
 # --- slow: a two-subject cohort ----------------------------------------------------------------
 
 SMALL = images.ImageParams(t1_voxel=2.0, dwi_voxel=3.0, bold_voxel=4.0, n_volumes=60, n_directions=30, n_b0=1)

@@ -194,13 +194,12 @@ def imaging_run(tmp_path_factory, atlas_dir):
     3. The fix a user makes: drop the broken subject from participants.tsv; the group
        stage then runs.
     """
-    from sfc.simulate import PRESETS
-    from sfc.simulate.images import ImageParams, simulate_bids_cohort
+    from sfc.simulate.images import preset_image_params, simulate_bids_cohort
 
     work = tmp_path_factory.mktemp("imaging") / "project"
     work.mkdir()
     cohort = simulate_bids_cohort(work / "bids", work / "truth", atlas_dir=atlas_dir, n_per_group=N_PER_GROUP,
-                                  seed=11, image_params=ImageParams(**PRESETS["demo"]["images"]), n_jobs=2)
+                                  seed=11, image_params=preset_image_params("demo"), n_jobs=2)
     add_broken_subjects(work / "bids", cohort.subjects[0])
     config = work / "config.yaml"
     config.write_text(yaml.safe_dump(CONFIG))

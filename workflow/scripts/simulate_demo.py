@@ -3,7 +3,7 @@
 from sfc.logs import script_logger
 from sfc.simulate import PRESETS
 from sfc.simulate.connectome import Effects
-from sfc.simulate.images import ImageParams, simulate_bids_cohort
+from sfc.simulate.images import preset_image_params, simulate_bids_cohort
 
 log = script_logger(snakemake.log[0])
 demo = snakemake.params.demo
@@ -15,7 +15,7 @@ cohort = simulate_bids_cohort(
     n_per_group=preset["n_per_group"],
     seed=snakemake.params.seed,
     effects=Effects(trd_decoupling=preset["trd_decoupling"], hipp_bsi=preset["hipp_bsi"]),
-    image_params=ImageParams(**preset.get("images", {})),
+    image_params=preset_image_params(demo["preset"]),
     n_jobs=snakemake.threads,
 )
 log.info("demo cohort: %d subjects, %.1f MB, %.0f s; planted: %s", len(cohort.subjects), cohort.megabytes,

@@ -121,19 +121,15 @@ def _run(args) -> int:
         summary = dict(out_dir=str(res.out_dir), truth_dir=str(res.truth_dir), subjects=len(res.subjects),
                        planted=res.planted, seconds=round(res.seconds, 1))
     else:
-        from .images import ImageParams, simulate_bids_cohort
+        from .images import preset_image_params, simulate_bids_cohort
 
         sizes, effects = _settings(args, "demo")
-        images = PRESETS[args.preset or "demo"].get("images", {})
-        t1_voxel = args.t1_voxel if args.t1_voxel is not None else images.get("t1_voxel", 1.5)
+        image_params = preset_image_params(args.preset or "demo", t1_voxel=args.t1_voxel, dwi_voxel=args.dwi_voxel,
+                                           bold_voxel=args.bold_voxel, n_volumes=args.volumes, tr=args.tr,
+                                           n_directions=args.directions, n_b0=args.b0)
         res = simulate_bids_cohort(args.bids_dir, truth_dir=args.truth_dir, atlas_dir=args.atlas_dir,
                                    n_per_group=sizes, null=args.null, seed=args.seed, effects=effects,
-                                   n_sites=args.n_sites,
-                                   image_params=ImageParams(t1_voxel=t1_voxel, dwi_voxel=args.dwi_voxel,
-                                                            bold_voxel=args.bold_voxel, n_volumes=args.volumes,
-                                                            tr=args.tr, n_directions=args.directions,
-                                                            n_b0=args.b0),
-                                   n_jobs=args.jobs)
+                                   n_sites=args.n_sites, image_params=image_params, n_jobs=args.jobs)
         summary = dict(bids_dir=str(res.bids_dir), truth_dir=str(res.truth_dir), subjects=len(res.subjects),
                        planted=res.planted, megabytes=round(res.megabytes, 1), seconds=round(res.seconds, 1))
     summary["wall_seconds"] = round(time.perf_counter() - t0, 1)

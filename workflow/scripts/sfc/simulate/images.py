@@ -494,6 +494,15 @@ def _rigid_matrix(params6, centre) -> np.ndarray:
 
 # --------------------------------------------------------------------------- cohort
 
+def preset_image_params(preset: str = "demo", **overrides) -> ImageParams:
+    """The image parameters of a preset (``PRESETS[preset]["images"]`` over the defaults),
+    then ``overrides`` (None values ignored)."""
+    from . import PRESETS
+
+    settings = {**PRESETS[preset].get("images", {}), **{k: v for k, v in overrides.items() if v is not None}}
+    return ImageParams(**settings)
+
+
 @dataclass
 class BidsCohort:
     bids_dir: Path
