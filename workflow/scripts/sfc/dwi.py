@@ -482,7 +482,9 @@ def bias_correct_n4(in_mif, mask, out_mif, *, field_out=None, log=None, nthreads
         b0 = mean_b0(in_mif, Path(tmp) / "b0.nii", log=log, nthreads=nthreads)
         mask_nii = Path(tmp) / "mask.nii"
         mrtrix.run(["mrconvert", mask, mask_nii, "-datatype", "uint8"], log=log, nthreads=nthreads)
-        field = registration.n4(b0, mask=registration.load(mask_nii).clone("float"), shrink_factor=2,
+        # shrink 4, as dwibiascorrect ants: the field's B-spline mesh is ~200 mm, so a 10 mm fit
+        # grid (2.5 mm DWI) loses nothing; shrink 2 took 14 s instead of 2 s per demo subject
+        field = registration.n4(b0, mask=registration.load(mask_nii).clone("float"), shrink_factor=4,
                                 return_bias_field=True)
         field_path = Path(field_out) if field_out else Path(tmp) / "field.nii"
         registration.save(field, field_path)

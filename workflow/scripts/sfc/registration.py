@@ -71,7 +71,7 @@ def n4(image, mask=None, shrink_factor: int = 4, return_bias_field: bool = False
     mask : path or image, optional
         Region over which the field is estimated (default: ``ants.get_mask``).
     shrink_factor : int
-        Down-sampling for the fit (4 is N4's usual choice; use 1-2 for coarse DWI grids).
+        Down-sampling for the fit (4 is N4's usual choice and dwibiascorrect's).
     return_bias_field : bool
         Return the multiplicative field instead of the corrected image.
 
