@@ -265,23 +265,26 @@ class MotionCorrection:
 
 
 def motion_correct(img, reference=None, seed: int = 42, fd_radius: float = 50.0,
-                   iterations=(40, 3), metric: str = "meansquares", sampling: float = 0.15,
+                   iterations=(40, 5), metric: str = "meansquares", sampling: float = 0.3,
                    mask="auto", min_points: int = 2000) -> MotionCorrection:
     """Head-motion correction by rigid registration of every volume to a reference.
 
     Each volume is registered to the reference (the temporal mean by
     default) with antspyx (rigid; two levels, shrink 2 and 1, smoothing 1 and
-    0 voxels, identity start; mean-squares metric on 15 % of the voxels inside
+    0 voxels, identity start; mean-squares metric on 30 % of the voxels inside
     a head mask, as the contrast does not change within a run: on a synthetic
     head it gave rotations within 0.0023 rad where Mattes MI at 20 % gave
     0.0053 rad, at the same cost) and resampled once, linearly, onto the
     reference grid. The cost is set by the number of metric points at full
-    resolution, plus ~0.045 s per call whatever the schedule: on the demo's 4 mm
-    BOLD, 40x3 iterations at 15 % took 0.13-0.14 s per volume with per-parameter
-    correlations with the true motion of 0.954-0.997 (two subjects, 75 volumes
-    each), against 0.36-0.38 s and 0.900-0.998 for 40x10 at 30 %; 10 % sampling
-    fell to r 0.82 and a shrink-2 level alone to 0.936. (ANTs' ``BOLDRigid``
-    schedule, 100x20 over the whole field of view, took 0.89 s.) Motion parameters follow the fMRIPrep/MCFLIRT naming;
+    resolution, plus ~0.045 s per call whatever the schedule; the accuracy on
+    small rotations by the sample size, not the iterations. On demo subjects
+    (4 mm, 150 volumes, seed 20260127) 40x5 iterations at 30 % took 0.26 s per
+    volume with per-parameter correlations with the true motion of 0.948-0.999,
+    as 40x10 at 30 % (0.32 s). 20 % or 15 % saved 0.08-0.1 s per volume but
+    fell to r 0.81-0.90 on rotations of ~0.1 degree (sd 0.0015 rad), depending on
+    the seed, as the random sample then decides much.
+    (ANTs' ``BOLDRigid`` schedule, 100x20 over the whole field of view, took
+    0.89 s.) Motion parameters follow the fMRIPrep/MCFLIRT naming;
     rotations are about the centre of the image grid (:func:`rigid_parameters`).
 
     Parameters
@@ -325,9 +328,9 @@ def motion_correct(img, reference=None, seed: int = 42, fd_radius: float = 50.0,
     if isinstance(mask, str) and mask == "auto":
         mask = ants.iMath(ants.get_mask(ref), "MD", 1)
     mask_opt = {} if mask is None else {"mask": _to_ants(mask) if isinstance(mask, nib.Nifti1Image) else mask}
-    # at least min_points metric samples: a small head (or a coarse grid) at 15 % leaves too few
-    # for the 3 full-resolution iterations (unit test head, ~5,000 voxels: 0.014 rad off at 15 %,
-    # 0.0026 at 40 %); the demo's 4 mm BOLD has ~38,000 mask voxels, so 15 % is kept there
+    # at least min_points metric samples: a small head (or a coarse grid) at 15-20 % leaves too
+    # few for the few full-resolution iterations (unit test head, ~5,000 voxels: 0.014 rad off at
+    # 15 %, 0.0026 at 40 %); the demo's 4 mm BOLD has ~38,000 mask voxels, so 20 % is kept there
     n_points = int(np.prod(ref.shape)) if mask is None else int(np.count_nonzero(mask_opt["mask"].numpy()))
     sampling = float(min(1.0, max(sampling, min_points / max(n_points, 1))))
     with tempfile.TemporaryDirectory(prefix="sfc_mc_") as tmp, _ants_seed(seed):
