@@ -43,6 +43,10 @@ pytestmark = [
 N_PER_GROUP = {"TRD": 3, "nTRD": 3, "HC": 2}
 BROKEN = ("901", "902")
 ATLASES = ("BNA246", "HOA")
+# profiles/local's scheduling (greedy, re-planning every 10 s instead of every second while the
+# cores are busy); the profile itself is not used, as its rerun-incomplete would hide what the
+# killed-run test checks
+SCHEDULING = ("--scheduler", "greedy", "--max-jobs-per-timespan", "100/10s")
 # Every path in the config is relative to the working folder, so a copy of the folder
 # (dataset + results + .snakemake metadata) is a complete, consistent second project.
 CONFIG = {
@@ -205,7 +209,7 @@ def imaging_run(tmp_path_factory, atlas_dir):
     config.write_text(yaml.safe_dump(CONFIG))
     log_path = work / "killed_run.log"
     cmd = [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(work), "--configfile", str(config),
-           "--cores", "2", "--keep-going"]
+           "--cores", "2", "--keep-going", *SCHEDULING]
     start = time.perf_counter()
     with open(log_path, "w") as log:
         proc = subprocess.Popen(cmd, cwd=work, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -229,7 +233,7 @@ def imaging_run(tmp_path_factory, atlas_dir):
     # a killed Snakemake leaves its lock behind; removing it is the user's first step after a crash
     unlocked = run_snakemake("--unlock", "--configfile", config, workdir=work)
     assert unlocked.returncode == 0, (unlocked.stdout + unlocked.stderr)[-2000:]
-    resumed = run_snakemake("--cores", "2", "--keep-going", "--rerun-incomplete", "--configfile", config,
+    resumed = run_snakemake("--cores", "2", "--keep-going", "--rerun-incomplete", *SCHEDULING, "--configfile", config,
                             workdir=work, timeout=3600)
     good = [s for s in cohort.subjects]
     unfinished = [f for s in good for a in ATLASES
@@ -237,7 +241,7 @@ def imaging_run(tmp_path_factory, atlas_dir):
                             paths.fc_matrix(work / "results", s, None, a)) if not Path(f).is_file()]
     table = pd.read_csv(work / "bids" / "participants.tsv", sep="\t", dtype=str, keep_default_na=False)
     table[table.participant_id != "sub-901"].to_csv(work / "bids" / "participants.tsv", sep="\t", index=False)
-    fixed = run_snakemake("--cores", "2", "--configfile", config, workdir=work, timeout=3600)
+    fixed = run_snakemake("--cores", "2", *SCHEDULING, "--configfile", config, workdir=work, timeout=3600)
     seconds = time.perf_counter() - start
     assert fixed.returncode == 0, (fixed.stdout + fixed.stderr)[-4000:]
     print(f"\nimaging run of {sum(N_PER_GROUP.values())} + {len(BROKEN)} subjects "
@@ -387,7 +391,8 @@ def test_sites_pooled_from_their_connectome_folders_give_the_imaging_runs_group_
     config.write_text(yaml.safe_dump({**CONFIG, "input": "connectomes", "connectomes_dirs": sorted(map(str, sites.values())),
                                       "participants": str(work / "bids" / "participants.tsv"),
                                       "output_dir": str(tmp_path / "pooled")}))
-    result = run_snakemake("--cores", "2", "--configfile", config, workdir=tmp_path / "work_pooled", timeout=1200)
+    result = run_snakemake("--cores", "2", *SCHEDULING, "--configfile", config, workdir=tmp_path / "work_pooled",
+                           timeout=1200)
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     one = work / "results" / "group"
     pooled = tmp_path / "pooled" / "group"
