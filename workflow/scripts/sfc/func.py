@@ -330,7 +330,7 @@ def motion_correct(img, reference=None, seed: int = 42, fd_radius: float = 50.0,
     mask_opt = {} if mask is None else {"mask": _to_ants(mask) if isinstance(mask, nib.Nifti1Image) else mask}
     # at least min_points metric samples: a small head (or a coarse grid) at 15-20 % leaves too
     # few for the few full-resolution iterations (unit test head, ~5,000 voxels: 0.014 rad off at
-    # 15 %, 0.0026 at 40 %); the demo's 4 mm BOLD has ~38,000 mask voxels, so 20 % is kept there
+    # 15 %, 0.0026 at 40 %); the demo's 4 mm BOLD has ~38,000 mask voxels, so the rate given is kept
     n_points = int(np.prod(ref.shape)) if mask is None else int(np.count_nonzero(mask_opt["mask"].numpy()))
     sampling = float(min(1.0, max(sampling, min_points / max(n_points, 1))))
     with tempfile.TemporaryDirectory(prefix="sfc_mc_") as tmp, _ants_seed(seed):
