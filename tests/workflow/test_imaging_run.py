@@ -43,10 +43,11 @@ pytestmark = [
 N_PER_GROUP = {"TRD": 3, "nTRD": 3, "HC": 2}
 BROKEN = ("901", "902")
 ATLASES = ("BNA246", "HOA")
-# profiles/local's scheduling (greedy, re-planning every 10 s instead of every second while the
-# cores are busy); the profile itself is not used, as its rerun-incomplete would hide what the
-# killed-run test checks
-SCHEDULING = ("--scheduler", "greedy", "--max-jobs-per-timespan", "100/10s")
+# profiles/local's scheduling keys (greedy, re-planning every 10 s instead of every second while
+# the cores are busy), read from the profile so the two cannot drift; the profile itself is not
+# used, as its rerun-incomplete would hide what the killed-run test checks
+_LOCAL_PROFILE = yaml.safe_load((REPO / "profiles" / "local" / "config.yaml").read_text())
+SCHEDULING = tuple(x for key in ("scheduler", "max-jobs-per-timespan") for x in (f"--{key}", str(_LOCAL_PROFILE[key])))
 # Every path in the config is relative to the working folder, so a copy of the folder
 # (dataset + results + .snakemake metadata) is a complete, consistent second project.
 CONFIG = {
