@@ -114,12 +114,16 @@ def group_level(jobs) -> set[str]:
     return {rule for rule, s in jobs if s is None} - {"all"}
 
 
-def _running_jobs(log_text: str) -> set[str]:
-    """Rules of the jobs a run's log shows as started but not finished."""
-    started = {jobid: rule for rule, jobid in
-               re.findall(r"^(?:local)?rule (\w+):\n(?:    .*\n)*?    jobid: (\d+)", log_text, re.M)}
+def _running_jobs(log_text: str) -> dict[str, list[str]]:
+    """Rule -> output paths of the jobs a run's log shows as started but not finished."""
     finished = set(re.findall(r"Finished jobid: (\d+)", log_text))
-    return {rule for jobid, rule in started.items() if jobid not in finished}
+    running: dict[str, list[str]] = {}
+    for rule, block in re.findall(r"^(?:local)?rule (\w+):\n((?:    .*\n)+)", log_text, re.M):
+        jobid = re.search(r"^    jobid: (\d+)$", block, re.M)
+        outputs = re.search(r"^    output: (.*)$", block, re.M)
+        if jobid and jobid.group(1) not in finished:
+            running.setdefault(rule, []).extend(outputs.group(1).split(", ") if outputs else [])
+    return running
 
 
 def kill_everything_started_in(work: Path) -> None:
@@ -219,13 +223,18 @@ def imaging_run(tmp_path_factory, atlas_dir):
     while proc.poll() is None and time.monotonic() < deadline:
         time.sleep(2)
         done = list((work / "results").glob("sub-*/dwi/*_desc-count_sc.tsv"))
-        running = _running_jobs(log_path.read_text()) & (ANAT_RULES | DWI_RULES | FUNC_RULES)
-        if done and running:
+        running = {rule: outputs for rule, outputs in _running_jobs(log_path.read_text()).items()
+                   if rule in ANAT_RULES | DWI_RULES | FUNC_RULES}
+        # kill once a job in flight has begun writing an output (tckgen writes the tractogram
+        # as it goes): only such a file is "incomplete"; a job killed before it wrote anything
+        # is simply not done, and Snakemake rightly plans it without complaint
+        partly_written = [f for outputs in running.values() for f in outputs if (work / f).exists()]
+        if done and partly_written:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
             kill_everything_started_in(work)
             before = subject_files(work / "results")
-            killed_while = running
+            killed_while = set(running)
             break
     assert killed_while, "the run ended before it could be killed mid-way:\n" + log_path.read_text()[-3000:]
     refused = run_snakemake("-n", "--cores", "2", "--configfile", config, workdir=work)
