@@ -271,6 +271,15 @@ def _slices(vol: np.ndarray, centre=None):
     return [np.rot90(vol[c[0], :, :]), np.rot90(vol[:, c[1], :]), np.rot90(vol[:, :, c[2]])]
 
 
+def _volume(image) -> tuple[np.ndarray, tuple]:
+    """Voxel array and voxel size of a path or nibabel image, read with nibabel: the QC
+    pictures need no antspyx, whose import would cost a plotting-only job ~3 s CPU."""
+    import nibabel as nib
+
+    img = nib.load(os.fspath(image)) if isinstance(image, (str, os.PathLike)) else image
+    return np.asanyarray(img.dataobj), img.header.get_zooms()[:3]
+
+
 def _aspects(spacing):
     """imshow aspect (row height / column width) of the three slices of :func:`_slices`."""
     sx, sy, sz = (list(spacing) + [1.0, 1.0, 1.0])[:3]
@@ -288,10 +297,10 @@ def plot_overlay(background, labels, out_png, title: str = "", seed: int = 0) ->
     import matplotlib.pyplot as plt
     from matplotlib.colors import ListedColormap
 
-    bg_img = registration.load(background)
-    aspects = _aspects(bg_img.spacing)
-    bg = np.asarray(bg_img.numpy(), dtype=float)
-    lab = np.rint(np.asarray(registration.load(labels).numpy())).astype(int)
+    bg, spacing = _volume(background)
+    aspects = _aspects(spacing)
+    bg = np.asarray(bg, dtype=float)
+    lab = np.rint(np.asarray(_volume(labels)[0], dtype=float)).astype(int)
     if bg.ndim == 4:
         bg = bg[..., 0]
     if bg.shape != lab.shape:
@@ -322,10 +331,10 @@ def plot_map(image, out_png, title: str = "", vmin: float = 0.0, vmax: float = 1
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    img = registration.load(image)
-    vol = np.asarray(img.numpy(), dtype=float)
+    vol, spacing = _volume(image)
+    vol = np.asarray(vol, dtype=float)
     fig, axes = plt.subplots(1, 3, figsize=(9, 3.4))
-    for ax, s, asp in zip(axes, _slices(vol), _aspects(img.spacing)):
+    for ax, s, asp in zip(axes, _slices(vol), _aspects(spacing)):
         im = ax.imshow(s, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest", aspect=asp)
         ax.axis("off")
     fig.colorbar(im, ax=axes, shrink=0.7)
