@@ -1,15 +1,16 @@
 """Structural branch of one demo subject: the workflow against a plain script of the same steps.
 
-The workflow (``snakemake --cores 2``) builds the structural branch of one synthetic demo
-subject: prepare_atlas (BNA246, HOA), anat_preprocess, anat_atlas, dwi_preprocess,
-dwi_tensor, dwi_fod, dwi_register, dwi_atlas, dwi_tractography, dwi_connectome and dwi_qc.
-The plain script makes the same calls to the same ``sfc`` functions with the same
-arguments as the rule scripts (the same MRtrix3 ``-nthreads`` as the rules' ``threads``,
-the same seeds), one step after the other in one Python process. Both run in the same
-session, alternately (workflow, plain, workflow, plain, ...), each from an empty output
-folder (the workflow also from an empty ``.snakemake``); wall and CPU seconds (the
-process and all its descendants) are recorded with the load average, and the SC
-matrices of every run must be identical.
+The workflow (``snakemake --profile profiles/local --cores 2``, as ``make demo`` runs it)
+builds the structural branch of one synthetic demo subject: prepare_atlas (BNA246, HOA),
+anat_preprocess, anat_atlas, dwi_preprocess, dwi_tensor, dwi_fod, dwi_register, dwi_atlas,
+dwi_tractography, dwi_connectome and dwi_qc. The plain script makes the same calls to the
+same ``sfc`` functions with the same arguments as the rule scripts (the same MRtrix3
+``-nthreads`` as the rules' ``threads``, the same seeds), one step after the other in one
+Python process. Both run in the same session, alternately (workflow, plain, workflow, plain,
+...), each from an empty output folder (the workflow also from an empty ``.snakemake``);
+wall and CPU seconds (the process and all its descendants) are recorded with the load
+average, with whether each run's SC matrices equal the first run's (recorded, not asserted:
+benchmarks/README.md says when tckgen is reproducible).
 
     .venv/bin/python benchmarks/bench_structural.py [--repeats 2]
 
@@ -312,12 +313,12 @@ def main() -> None:
     work = args.work.resolve()
     bids, truth = work / "bids", work / "truth"
     if not (bids / "participants.tsv").exists():
-        from sfc.simulate.images import simulate_bids_cohort
+        from sfc.simulate.images import preset_image_params, simulate_bids_cohort
 
         shutil.rmtree(bids, ignore_errors=True)
         shutil.rmtree(truth, ignore_errors=True)
         simulate_bids_cohort(bids, truth, atlas_dir=config["atlas_dir"], n_per_group={"TRD": 1, "nTRD": 0, "HC": 0},
-                             seed=config["seed"])
+                             seed=config["seed"], image_params=preset_image_params("demo"))
     subjects = sorted(d.name[4:] for d in bids.glob("sub-*"))
     assert len(subjects) == 1, subjects
     sub = subjects[0]
@@ -325,7 +326,9 @@ def main() -> None:
     configfile.write_text(json.dumps({"bids_dir": str(bids), "demo": {"generate": False, "truth_dir": str(truth)}}))
 
     def workflow_cmd(out):
-        return [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(out.parent), "--cores", "2",
+        # as `make demo` runs it: the local profile (its scheduling settings) on 2 cores
+        return [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(out.parent), "--profile",
+                str(REPO / "profiles" / "local"), "--cores", "2",
                 "--configfile", str(configfile), "--config", f"output_dir={out}", "--", *targets(str(out), sub)]
 
     def plain_cmd(out):
@@ -356,8 +359,8 @@ def main() -> None:
     cpu = {k: round(sum(r["cpu"] for r in runs if r["kind"] == k), 2) for k in ("workflow", "plain")}
     best_cpu = {k: min(r["cpu"] for r in runs if r["kind"] == k) for k in ("workflow", "plain")}
     record = {
-        "benchmark": "structural branch of one demo subject: snakemake --cores 2 vs a plain sequential script "
-                     "of the same sfc calls",
+        "benchmark": "structural branch of one demo subject: snakemake --profile profiles/local --cores 2 "
+                     "vs a plain sequential script of the same sfc calls",
         "subject": sub,
         "atlases": ATLASES,
         "streamlines": config["dwi"]["tracking"]["streamlines"],
