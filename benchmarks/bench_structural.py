@@ -39,10 +39,15 @@ SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
 ATLASES = ["BNA246", "HOA"]
 
 
-def load_config() -> dict:
+def load_config(overrides: Path | None = None) -> dict:
+    """config/config.yaml with the benchmark's own config file on top (as Snakemake merges them)."""
     import yaml
 
-    return yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    extra = yaml.safe_load(Path(overrides).read_text()) if overrides else {}
+    for key, value in extra.items():
+        config[key] = {**config[key], **value} if isinstance(value, dict) and key in config else value
+    return config
 
 
 def subject_paths(out: str, sub: str) -> dict:
@@ -96,7 +101,7 @@ def targets(out: str, sub: str) -> list[str]:
 # the plain script: the rule scripts' calls, in one process, one after the other
 # --------------------------------------------------------------------------------------
 
-def plain_run(bids: str, out: str, sub: str) -> dict:
+def plain_run(bids: str, out: str, sub: str, configfile: str) -> dict:
     """Every structural rule's calls (workflow/scripts/*.py) with the rule's params and threads.
 
     Returns the wall seconds of each step.
@@ -110,7 +115,7 @@ def plain_run(bids: str, out: str, sub: str) -> dict:
     from sfc import anat, atlases, dwi, io, registration
     from sfc.logs import script_logger
 
-    config = load_config()
+    config = load_config(configfile)
     dwi_cfg, tracking, seed = config["dwi"], config["dwi"]["tracking"], config["seed"]
     nthreads = dwi_cfg["nthreads"]  # threads of dwi_preprocess, dwi_tensor, dwi_fod, dwi_tractography
     weights = list(dict.fromkeys([*dwi_cfg["weights"], config["sc_weight"]]))
@@ -177,7 +182,7 @@ def plain_run(bids: str, out: str, sub: str) -> dict:
     info = dwi.DwiInfo.from_json(p["info"])
     plan = dwi.check_tracking(info, tracking.get("algorithm", "iFOD2"), tracking.get("lmax"),
                               act=tracking.get("act", False), seeding=tracking.get("seeding", "dynamic"),
-                              weights=tuple(weights))
+                              weights=tuple(weights), response=dwi_cfg.get("response", "auto"))
     with tempfile.TemporaryDirectory(prefix="sfc_fod_") as tmp:
         responses = dwi.response(p["dwi"], p["dwi_mask"], Path(tmp) / "response_", algorithm=plan["response"],
                                  lmax=plan["lmax"], nthreads=nthreads)
@@ -208,14 +213,16 @@ def plain_run(bids: str, out: str, sub: str) -> dict:
         log.info("%s in DWI space: %d of %d regions present", a, len(set(nodes.ravel().tolist()) - {0}), len(table))
         done(f"dwi_atlas_atlas-{a}")
 
-    # dwi_tractography (threads dwi.nthreads; tracking.act is false in the demo, so no dwi_5tt)
+    # dwi_tractography (threads 1 with tracking.reproducible, else dwi.nthreads; tracking.act is
+    # false in the demo, so no dwi_5tt)
     log = step("dwi_tractography")
     plan = dwi.check_tracking(info, tracking["algorithm"], tracking.get("lmax"), act=tracking["act"],
                               seeding=tracking["seeding"], weights=tuple(weights))
     assert not tracking["act"] and plan["seeding"] != "gmwmi", "the demo tracks without ACT"
     tensor = plan["algorithm"] in dwi.TENSOR_ALGORITHMS
     dwi.track(p["dwi"] if tensor else p["fod"], p["tck"], algorithm=plan["algorithm"], select=tracking["streamlines"],
-              seeding=plan["seeding"], mask=p["dwi_mask"], seed_image=None, act=None, seed=seed, nthreads=nthreads)
+              seeding=plan["seeding"], mask=p["dwi_mask"], seed_image=None, act=None, seed=seed,
+              nthreads=1 if tracking.get("reproducible", True) else nthreads)
     n = dwi.streamline_count(p["tck"])
     io.write_tsv(p["tracking_qc"], pd.DataFrame([{"algorithm": plan["algorithm"], "seeding": plan["seeding"],
                                                   "act": False, "streamlines": n}]))
@@ -286,6 +293,26 @@ def bench_files(out: str) -> dict:
     return found
 
 
+def drifted_steps(work: Path, run_names: list[str], sub: str) -> list[str]:
+    """Deterministic outputs (T1w registration, FA, response) that differ from the first run's."""
+    import nibabel as nib
+    import numpy as np
+
+    first = subject_paths(str(work / run_names[0] / "out"), sub)
+    drift = []
+    for name in run_names[1:]:
+        other = subject_paths(str(work / name / "out"), sub)
+        same = {
+            "anat_preprocess": filecmp.cmp(first["affine"], other["affine"], shallow=False),
+            "dwi_tensor": np.allclose(nib.load(first["fa"]).get_fdata(), nib.load(other["fa"]).get_fdata(),
+                                      atol=1e-6),
+            "dwi_fod": np.allclose(np.loadtxt(first["response"], ndmin=2), np.loadtxt(other["response"], ndmin=2),
+                                   rtol=1e-6),
+        }
+        drift += [f"{rule} of {name}" for rule, ok in same.items() if not ok]
+    return drift
+
+
 def versions() -> dict:
     import ants
     import snakemake
@@ -301,7 +328,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="runs of each (alternating)")
     parser.add_argument("--work", type=Path, default=REPO / "benchmarks" / "work" / "structural")
     parser.add_argument("--output", type=Path, default=REPO / "benchmarks" / "results" / "structural.json")
-    parser.add_argument("--plain", nargs=3, metavar=("BIDS", "OUT", "SUBJECT"), help=argparse.SUPPRESS)
+    parser.add_argument("--dwi-nthreads", type=int, default=None,
+                        help="dwi.nthreads for both runs (default: config/config.yaml's)")
+    parser.add_argument("--plain", nargs=4, metavar=("BIDS", "OUT", "SUBJECT", "CONFIG"), help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.plain:  # the plain script itself, in its own process
@@ -323,7 +352,11 @@ def main() -> None:
     assert len(subjects) == 1, subjects
     sub = subjects[0]
     configfile = work / "config.yaml"
-    configfile.write_text(json.dumps({"bids_dir": str(bids), "demo": {"generate": False, "truth_dir": str(truth)}}))
+    overrides = {"bids_dir": str(bids), "demo": {"generate": False, "truth_dir": str(truth)}}
+    if args.dwi_nthreads:
+        overrides["dwi"] = {"nthreads": args.dwi_nthreads}
+    configfile.write_text(json.dumps(overrides))
+    config = load_config(configfile)
 
     def workflow_cmd(out):
         # as `make demo` runs it: the local profile (its scheduling settings) on 2 cores
@@ -332,7 +365,7 @@ def main() -> None:
                 "--configfile", str(configfile), "--config", f"output_dir={out}", "--", *targets(str(out), sub)]
 
     def plain_cmd(out):
-        return [sys.executable, str(Path(__file__).resolve()), "--plain", str(bids), str(out), sub]
+        return [sys.executable, str(Path(__file__).resolve()), "--plain", str(bids), str(out), sub, str(configfile)]
 
     runs, sc = [], {}
     for i in range(args.repeats):
@@ -352,6 +385,12 @@ def main() -> None:
             print(f"{kind} {i + 1}: {result['wall']:.1f} s wall, {result['cpu']:.1f} s CPU, "
                   f"load {result['load_before'][0]:.1f} -> {result['load_after'][0]:.1f}", flush=True)
 
+    # the plain script repeats the rule scripts' calls; if it drifts from them (as it once did:
+    # the rules' dwi.response was missing, so plain fitted a tournier response for 98 s where the
+    # rules used fa), the runs do different work and the ratio means nothing. The steps up to
+    # the FOD are deterministic (one ITK thread, fixed seeds): they must agree in every run.
+    drift = drifted_steps(work, [f"{r['kind']}{r['repeat']}" for r in runs], sub)
+    assert not drift, f"the plain script no longer does what the rule scripts do: {drift}"
     reference = sc["workflow1"]
     identical = {run: all(filecmp.cmp(reference[a], files[a], shallow=False) for a in ATLASES)
                  for run, files in sc.items()}
@@ -364,6 +403,7 @@ def main() -> None:
         "subject": sub,
         "atlases": ATLASES,
         "streamlines": config["dwi"]["tracking"]["streamlines"],
+        "dwi_nthreads": config["dwi"]["nthreads"],
         "order": [f"{r['kind']}{r['repeat']}" for r in runs],
         "runs": runs,
         "best_wall": best,
