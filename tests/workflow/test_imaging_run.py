@@ -43,7 +43,7 @@ pytestmark = [
 N_PER_GROUP = {"TRD": 3, "nTRD": 3, "HC": 2}
 BROKEN = ("901", "902")
 ATLASES = ("BNA246", "HOA")
-# profiles/local's scheduling keys (greedy, re-planning every 10 s instead of every second while
+# profiles/local's scheduling keys (greedy, re-planning every 2 s instead of every second while
 # the cores are busy), read from the profile so the two cannot drift; the profile itself is not
 # used, as its rerun-incomplete would hide what the killed-run test checks
 _LOCAL_PROFILE = yaml.safe_load((REPO / "profiles" / "local" / "config.yaml").read_text())
