@@ -127,3 +127,28 @@ def test_without_any_fsl_template_nilearn_mni2009_is_used_and_says_so(monkeypatc
 def test_template_dir_from_environment(monkeypatch):
     monkeypatch.setenv(anat.TEMPLATE_DIR_ENV, str(TEMPLATES))
     assert anat.load_template(None).source == str(TEMPLATES / anat.FSL_HEAD)
+
+
+def test_qc_pictures_draw_anisotropic_images_without_loading_antspyx(tmp_path):
+    """The QC pictures read with nibabel: a plotting-only job (dwi_tensor's FA picture) must not
+    pay antspyx's import (~3 s CPU per job), and slices of 2.5 x 2.5 x 5 mm voxels keep their shape."""
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    data = np.zeros((20, 24, 10), dtype=np.float32)
+    data[4:16, 4:20, 2:8] = 1.0
+    labels = (data > 0).astype(np.int16) * (np.indices(data.shape)[0] // 5 + 1).astype(np.int16)
+    affine = np.diag([2.5, 2.5, 5.0, 1.0])
+    nib.save(nib.Nifti1Image(data, affine), tmp_path / "fa.nii.gz")
+    nib.save(nib.Nifti1Image(labels, affine), tmp_path / "labels.nii.gz")
+    code = (f"import sys; sys.path.insert(0, {str(REPO / 'workflow' / 'scripts')!r}); from sfc import anat; "
+            f"anat.plot_map({str(tmp_path / 'fa.nii.gz')!r}, {str(tmp_path / 'fa.png')!r}, 'FA'); "
+            f"anat.plot_overlay({str(tmp_path / 'fa.nii.gz')!r}, {str(tmp_path / 'labels.nii.gz')!r}, "
+            f"{str(tmp_path / 'overlay.png')!r}, 'atlas'); print('ants' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+    assert Image.open(tmp_path / "fa.png").size == Image.open(tmp_path / "overlay.png").size == (720, 272)
+    # the sagittal slice (24 x 10 voxels of 2.5 x 5 mm) is drawn 60 mm wide and 50 mm high, not 24 x 10
+    assert anat._aspects(nib.load(tmp_path / "fa.nii.gz").header.get_zooms()) == [2.0, 2.0, 1.0]
