@@ -213,8 +213,7 @@ def plain_run(bids: str, out: str, sub: str, configfile: str) -> dict:
         log.info("%s in DWI space: %d of %d regions present", a, len(set(nodes.ravel().tolist()) - {0}), len(table))
         done(f"dwi_atlas_atlas-{a}")
 
-    # dwi_tractography (threads 1 with tracking.reproducible, else dwi.nthreads; tracking.act is
-    # false in the demo, so no dwi_5tt)
+    # dwi_tractography (the rule's threads; tracking.act is false in the demo, so no dwi_5tt)
     log = step("dwi_tractography")
     plan = dwi.check_tracking(info, tracking["algorithm"], tracking.get("lmax"), act=tracking["act"],
                               seeding=tracking["seeding"], weights=tuple(weights))
@@ -222,7 +221,7 @@ def plain_run(bids: str, out: str, sub: str, configfile: str) -> dict:
     tensor = plan["algorithm"] in dwi.TENSOR_ALGORITHMS
     dwi.track(p["dwi"] if tensor else p["fod"], p["tck"], algorithm=plan["algorithm"], select=tracking["streamlines"],
               seeding=plan["seeding"], mask=p["dwi_mask"], seed_image=None, act=None, seed=seed,
-              nthreads=1 if tracking.get("reproducible", True) else nthreads)
+              nthreads=dwi.tracking_threads(tracking, nthreads))
     n = dwi.streamline_count(p["tck"])
     io.write_tsv(p["tracking_qc"], pd.DataFrame([{"algorithm": plan["algorithm"], "seeding": plan["seeding"],
                                                   "act": False, "streamlines": n}]))

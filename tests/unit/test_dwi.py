@@ -467,3 +467,10 @@ def test_act_with_gmwmi_seeding_runs_on_real_dwi(real_paths, tmp_path):
     assert dwi.streamline_count(w / "act.tck") == 500
     text = log.read_text()
     assert "-act" in text and "-seed_gmwmi" in text and "-crop_at_gmwmi" in text
+
+
+def test_tracking_threads_are_one_unless_reproducibility_is_turned_off():
+    # the rule (dwi_tractography's threads) and benchmarks/bench_structural.py both ask this
+    assert dwi.tracking_threads({}, 4) == 1
+    assert dwi.tracking_threads({"reproducible": True}, 4) == 1
+    assert dwi.tracking_threads({"reproducible": False}, 4) == 4

@@ -183,9 +183,8 @@ rule dwi_tractography:
         bench_file("dwi", "dwi_tractography")
     conda:
         "../../envs/mrtrix.yaml"
-    # tckgen draws the same streamlines from the same seed only on one thread (two threads
-    # race for seeds: measured, different streamlines run to run); see dwi.tracking.reproducible
-    threads: 1 if TRACKING.get("reproducible", True) else DWI_CFG["nthreads"]
+    # one thread unless dwi.tracking.reproducible is false (tckgen's threads race for seeds)
+    threads: sfc_dwi.tracking_threads(TRACKING, DWI_CFG["nthreads"])
     resources:
         mem_mb=lambda wildcards, attempt: 4000 * attempt,
         runtime=lambda wildcards, attempt: 120 * attempt,

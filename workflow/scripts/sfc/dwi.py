@@ -319,6 +319,15 @@ def max_lmax(n_directions: int, cap: int = 8) -> int:
     return lmax
 
 
+def tracking_threads(tracking: dict, nthreads: int) -> int:
+    """Threads for ``tckgen``: 1 when ``tracking["reproducible"]`` (the default), else ``nthreads``.
+
+    tckgen draws the same streamlines from the same seed only on one thread (two threads race
+    for seeds: measured, different streamlines run to run).
+    """
+    return 1 if tracking.get("reproducible", True) else int(nthreads)
+
+
 def check_tracking(info: DwiInfo, algorithm: str = "iFOD2", lmax: int | None = None,
                    act: bool = False, seeding: str = "dynamic", weights: tuple = ("count",),
                    response: str = "auto") -> dict:
