@@ -337,9 +337,15 @@ def main() -> None:
         Path(args.plain[1], "plain_steps.json").write_text(json.dumps(steps, indent=2) + "\n")
         return
 
-    config = load_config()
     work = args.work.resolve()
+    work.mkdir(parents=True, exist_ok=True)
     bids, truth = work / "bids", work / "truth"
+    configfile = work / "config.yaml"
+    overrides = {"bids_dir": str(bids), "demo": {"generate": False, "truth_dir": str(truth)}}
+    if args.dwi_nthreads:
+        overrides["dwi"] = {"nthreads": args.dwi_nthreads}
+    configfile.write_text(json.dumps(overrides))
+    config = load_config(configfile)
     if not (bids / "participants.tsv").exists():
         from sfc.simulate.images import preset_image_params, simulate_bids_cohort
 
@@ -350,12 +356,6 @@ def main() -> None:
     subjects = sorted(d.name[4:] for d in bids.glob("sub-*"))
     assert len(subjects) == 1, subjects
     sub = subjects[0]
-    configfile = work / "config.yaml"
-    overrides = {"bids_dir": str(bids), "demo": {"generate": False, "truth_dir": str(truth)}}
-    if args.dwi_nthreads:
-        overrides["dwi"] = {"nthreads": args.dwi_nthreads}
-    configfile.write_text(json.dumps(overrides))
-    config = load_config(configfile)
 
     def workflow_cmd(out):
         # as `make demo` runs it: the local profile (its scheduling settings) on 2 cores
