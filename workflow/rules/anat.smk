@@ -1,6 +1,6 @@
 # T1w anatomy: N4 + T1w->MNI registration + brain mask (anat_preprocess), 5TT tissue image
 # (anat_5tt; used by ACT and by the func stage's WM/CSF confounds), atlas in T1w space + QC
-# picture (anat_atlas). All antspyx; `5ttgen fsl` only when FSL is installed.
+# picture (anat_atlas, one job for all atlases). All antspyx; `5ttgen fsl` only when FSL is installed.
 
 
 include: "structural_common.smk"
@@ -61,26 +61,30 @@ rule anat_5tt:
 
 rule anat_atlas:
     input:
-        atlas=rules.prepare_atlas.output.image,
+        atlas=ATLAS_IMAGES,
         t1w=rules.anat_preprocess.output.t1w,
         affine=rules.anat_preprocess.output.affine,
         warp=rules.anat_preprocess.output.warp,
         inverse_warp=rules.anat_preprocess.output.inverse_warp,
     output:
-        dseg=ANAT["dseg"],
+        dseg=per_atlas(ANAT["dseg"]),
         png=report(
-            ANAT["png"], caption="../report/anat_atlas.rst", category="QC: structural"
+            per_atlas(ANAT["png"]),
+            caption="../report/anat_atlas.rst",
+            category="QC: structural",
         ),
     log:
-        log_file("anat", "anat_atlas_atlas-{atlas}"),
+        log_file("anat", "anat_atlas"),
     benchmark:
-        bench_file("anat", "anat_atlas_atlas-{atlas}")
+        bench_file("anat", "anat_atlas")
     conda:
         "../../envs/ants.yaml"
     threads: 1
     resources:
         mem_mb=lambda wildcards, attempt: 2000 * attempt,
         runtime=lambda wildcards, attempt: 10 * attempt,
+    params:
+        atlases=ATLASES,
     script:
         "../scripts/anat_atlas.py"
 

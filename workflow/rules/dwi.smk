@@ -2,7 +2,7 @@
 # Needs anat.smk (included before this file: constants in structural_common.smk).
 #
 # dwi_preprocess (validate + denoise/degibbs/[eddy]/mask/N4; or QSIPrep's DWI)
-# -> dwi_tensor (FA) -> [dwi_fod] -> dwi_register (T1w->DWI rigid) -> dwi_atlas (per atlas)
+# -> dwi_tensor (FA) -> [dwi_fod] -> dwi_register (T1w->DWI rigid) -> dwi_atlas (all atlases)
 # -> [dwi_5tt for ACT] -> dwi_tractography -> [dwi_sift2] -> dwi_connectome (per atlas, all
 # weights) -> dwi_qc. The .tck is temp() unless dwi.tracking.keep_tck.
 # The tracking plan (what the data allow: lmax, response, FOD) is checked against the DWI's
@@ -117,30 +117,32 @@ rule dwi_register:
 
 rule dwi_atlas:
     input:
-        atlas=rules.prepare_atlas.output.image,
-        labels=rules.prepare_atlas.output.labels,
+        atlas=ATLAS_IMAGES,
+        labels=ATLAS_LABELS,
         b0=rules.dwi_preprocess.output.b0,
         mask=rules.dwi_preprocess.output.mask,
         xfm=rules.dwi_register.output.xfm,
         anat_affine=rules.anat_preprocess.output.affine,
         anat_inverse_warp=rules.anat_preprocess.output.inverse_warp,
     output:
-        nodes=DWI["nodes"],
+        nodes=per_atlas(DWI["nodes"]),
         png=report(
-            DWI_QC["atlas_png"],
+            per_atlas(DWI_QC["atlas_png"]),
             caption="../report/dwi_atlas.rst",
             category="QC: structural",
         ),
     log:
-        log_file("dwi", "dwi_atlas_atlas-{atlas}"),
+        log_file("dwi", "dwi_atlas"),
     benchmark:
-        bench_file("dwi", "dwi_atlas_atlas-{atlas}")
+        bench_file("dwi", "dwi_atlas")
     conda:
         "../../envs/mrtrix.yaml"
     threads: 1
     resources:
         mem_mb=lambda wildcards, attempt: 2000 * attempt,
         runtime=lambda wildcards, attempt: 10 * attempt,
+    params:
+        atlases=ATLASES,
     script:
         "../scripts/dwi_atlas.py"
 
@@ -220,7 +222,7 @@ rule dwi_sift2:
 rule dwi_connectome:
     input:
         tck=rules.dwi_tractography.output.tck,
-        nodes=rules.dwi_atlas.output.nodes,
+        nodes=DWI["nodes"],
         fa=rules.dwi_tensor.output.fa,
         labels=rules.prepare_atlas.output.labels,
         **({"sift2": rules.dwi_sift2.output.weights} if "sift2" in SC_WEIGHTS else {}),

@@ -1,7 +1,7 @@
 # Resting-state BOLD -> region time series, FC per atlas, and per-subject QC.
 #
 # Built-in route (input.func: bids): func_preprocess (dummy volumes, motion correction,
-# BOLD->T1w, confounds) -> func_connectivity per atlas (atlas pulled onto the BOLD grid
+# BOLD->T1w, confounds) -> func_connectivity (every atlas in one job; each pulled onto the BOLD grid
 # through BOLD->T1w and the anat stage's T1w->MNI transforms) + func_qc.
 # fMRIPrep route (input.func: fmriprep): func_connectivity and func_qc read fMRIPrep's
 # MNI-space BOLD and confounds directly.
@@ -45,23 +45,19 @@ rule func_preprocess:
 
 rule func_connectivity:
     input:
-        atlas=rules.prepare_atlas.output.image,
-        labels=rules.prepare_atlas.output.labels,
+        atlas=ATLAS_IMAGES,
+        labels=ATLAS_LABELS,
         **bold_inputs(
             "bold", "boldref", "confounds", "xfm", "anat_affine", "anat_inverse_warp"
         ),
     output:
-        fc=paths.fc_matrix(OUT, "{subject}", SES, "{atlas}"),
-        timeseries=paths.timeseries(OUT, "{subject}", SES, "{atlas}"),
-        plot=sfc_func.fc_plot_path(OUT, "{subject}", SES, "{atlas}"),
+        fc=per_atlas(paths.fc_matrix(OUT, "{subject}", SES, "{atlas}")),
+        timeseries=per_atlas(paths.timeseries(OUT, "{subject}", SES, "{atlas}")),
+        plot=per_atlas(sfc_func.fc_plot_path(OUT, "{subject}", SES, "{atlas}")),
     log:
-        paths.subject_file(
-            LOGS, "func", "func_connectivity_atlas-{atlas}.log", "{subject}", SES
-        ),
+        paths.subject_file(LOGS, "func", "func_connectivity.log", "{subject}", SES),
     benchmark:
-        paths.subject_file(
-            BENCH, "func", "func_connectivity_atlas-{atlas}.tsv", "{subject}", SES
-        )
+        paths.subject_file(BENCH, "func", "func_connectivity.tsv", "{subject}", SES)
     conda:
         "../../envs/nilearn.yaml"
     threads: 1
@@ -69,6 +65,7 @@ rule func_connectivity:
         mem_mb=lambda wildcards, attempt: 4000 * attempt,
         runtime=lambda wildcards, attempt: 20 * attempt,
     params:
+        atlases=ATLASES,
         route=FUNC_ROUTE,
         func=config["func"],
         tr=func_tr if FUNC_ROUTE == "bids" else None,
