@@ -152,13 +152,13 @@ def plain_run(bids: str, out: str, sub: str, configfile: str) -> dict:
     log.info("anat QC: %s", qc)
     done("anat_preprocess")
 
-    # anat_atlas (per atlas, threads 1)
+    # anat_atlas (every atlas in one job, threads 1)
+    log = step("anat_atlas")
     for a in ATLASES:
-        log = step(f"anat_atlas_atlas-{a}")
         labels = anat.atlas_to_t1(p[f"atlas_{a}"], p["t1w"], p["affine"][: -len(suffix)], p[f"dseg_{a}"])
         anat.plot_overlay(p["t1w"], p[f"dseg_{a}"], p[f"anat_png_{a}"], f"{a} on T1w (sub-{sub})")
         log.info("%s in T1w space: %d labels present", a, len(set(labels.ravel().tolist()) - {0}))
-        done(f"anat_atlas_atlas-{a}")
+    done("anat_atlas")
 
     # dwi_preprocess (threads dwi.nthreads)
     step("dwi_preprocess")
@@ -201,17 +201,17 @@ def plain_run(bids: str, out: str, sub: str, configfile: str) -> dict:
     log.info("T1w -> DWI: %s", qc)
     done("dwi_register")
 
-    # dwi_atlas (per atlas, threads 1)
+    # dwi_atlas (every atlas in one job, threads 1)
+    log = step("dwi_atlas")
+    to_t1, to_t1_invert = registration.transforms_from_prefix(p["affine"][: -len(suffix)], inverse=True)
+    transforms, invert = [p["xfm"]] + to_t1, [False] + to_t1_invert
     for a in ATLASES:
-        log = step(f"dwi_atlas_atlas-{a}")
-        to_t1, to_t1_invert = registration.transforms_from_prefix(p["affine"][: -len(suffix)], inverse=True)
-        transforms, invert = [p["xfm"]] + to_t1, [False] + to_t1_invert
         table = io.read_labels(p[f"labels_{a}"])
         nodes = dwi.atlas_to_dwi(p[f"atlas_{a}"], p["b0"], transforms, invert, table["index"], p[f"nodes_{a}"],
                                  mask=p["dwi_mask"])
         anat.plot_overlay(p["b0"], p[f"nodes_{a}"], p[f"dwi_png_{a}"], f"{a} on mean b0 (sub-{sub})")
         log.info("%s in DWI space: %d of %d regions present", a, len(set(nodes.ravel().tolist()) - {0}), len(table))
-        done(f"dwi_atlas_atlas-{a}")
+    done("dwi_atlas")
 
     # dwi_tractography (the rule's threads; tracking.act is false in the demo, so no dwi_5tt)
     log = step("dwi_tractography")

@@ -74,7 +74,7 @@ def main(argv=None) -> None:
     ap.add_argument("--machine", required=True)
     ap.add_argument("--cohort", default="12 subjects (5 TRD, 5 nTRD, 2 HC), T1w 2 mm, DWI 2.5 mm x 32 dirs + 2 b0, "
                                         "BOLD 4 mm x 150 vols")
-    ap.add_argument("--settings", default="config/config.yaml defaults: SyN, dwi.response fa, iFOD2 20000 "
+    ap.add_argument("--settings", default="config/config.yaml defaults: SyN, no mrdegibbs, dwi.response fa, iFOD2 20000 "
                                           "streamlines mask-seeded (1 thread), 24P+WM+CSF band-pass, both "
                                           "atlases, 3 coupling methods, default classification")
     ap.add_argument("--note", default="")

@@ -55,7 +55,11 @@ def test_dry_run_on_a_cohort_reports_kept_and_left_out(fake_cohort, tmp_path, at
     result = dry_run(tmp_path, bids_dir=str(fake_cohort), output_dir=f"{tmp_path}/out")
     assert result.returncode == 0, result.stderr
     assert "sfc: 5 subjects kept, 1 left out (reasons in group/excluded.tsv)" in result.stderr
-    assert job_counts(result.stdout)["prepare_atlas"] == 2
+    counts = job_counts(result.stdout)
+    assert counts["prepare_atlas"] == 2
+    # the rules that map atlases run once per subject for both atlases; SC stays per atlas
+    assert counts["anat_atlas"] == counts["dwi_atlas"] == counts["func_connectivity"] == 5
+    assert counts["dwi_connectome"] == 10
 
 
 def test_exclusions_are_written_to_excluded_tsv(tmp_path, atlas_dir):

@@ -35,7 +35,8 @@ BENCH = f"{OUT}/benchmarks"
 ATLASES = config["atlases"]
 # Per-subject rules that map atlases (anat_atlas, dwi_atlas, func_connectivity) do every atlas
 # in one job: the work per atlas is under a second, while each job pays ~2.5 s to start Python
-# and import antspyx (and nilearn); per-atlas jobs cost the demo ~100 s of its ~1,800 job-seconds.
+# and import antspyx (and nilearn). On the demo these rules took 252 s of job time as 48 jobs
+# and 118 s as 24 (benchmarks/README.md); adding an atlas reruns them for every atlas.
 ATLAS_IMAGES = [paths.atlas_image(OUT, a) for a in ATLASES]
 ATLAS_LABELS = [paths.atlas_labels(OUT, a) for a in ATLASES]
 
@@ -43,6 +44,8 @@ ATLAS_LABELS = [paths.atlas_labels(OUT, a) for a in ATLASES]
 def per_atlas(pattern):
     """One path per configured atlas (ATLASES order); other wildcards stay."""
     return expand(pattern, atlas=ATLASES, allow_missing=True)
+
+
 CONNECTOME_INPUT = config["input"] == "connectomes"
 # The participants table the group stages read (discovery validated it).
 PARTICIPANTS_TSV = config["participants"] or f"{config['bids_dir']}/participants.tsv"
