@@ -35,10 +35,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow" / "scrip
 
 from sfc.simulate import brain  # noqa: E402
 from sfc.simulate.connectome import Effects, build_model, simulate_subject  # noqa: E402
-from sfc.simulate.images import IMAGE_BRAIN_PARAMS, spm_hrf  # noqa: E402
+from sfc.simulate.images import BURN_VOLUMES, IMAGE_BRAIN_PARAMS, neural_bold  # noqa: E402
 
 ATLAS = "BNA246"
-BURN = 16  # volumes discarded before the run, as the image generator does
 T_NEEDED = 3.5
 
 
@@ -54,18 +53,16 @@ def contrast(values: np.ndarray, groups: np.ndarray, planted: np.ndarray) -> dic
 
 
 def ideal(seed: int, n_per_group: int, n_volumes: int, decoupling: float, tr: float = 2.0) -> dict:
-    params = replace(IMAGE_BRAIN_PARAMS, n_timepoints=n_volumes + BURN)
+    params = replace(IMAGE_BRAIN_PARAMS, n_timepoints=n_volumes + BURN_VOLUMES)
     model = build_model(None, seed, Effects(trd_decoupling=decoupling, hipp_bsi=1.0), False, params, 2)
     planted = model.effect_masks()["trd_decoupling"]
-    hrf = spm_hrf(tr)
     mixing = model.geometry.signal_mixing(ATLAS)
     groups = np.array(["TRD"] * n_per_group + ["nTRD"] * n_per_group)
     values = {"analytic FC": [], "sampled FC": []}
     for k, group in enumerate(groups):
         sb = simulate_subject(model, k, group, 10.0, k % 2)
         sc = sb.atlas[ATLAS]["sc_true"]
-        neural = sb.signals + sb.global_signal
-        bold = np.apply_along_axis(lambda s: np.convolve(s, hrf)[: len(s)], 0, neural)[BURN:]
+        bold = neural_bold(sb, tr)  # the image generator's BOLD before noise, motion and voxels
         values["analytic FC"].append(brain.sfc_spearman(sc, sb.atlas[ATLAS]["fc_true"], 5))
         values["sampled FC"].append(brain.sfc_spearman(sc, np.corrcoef((bold @ mixing.T).T), 5))
     return {key: contrast(np.array(v), groups, planted) for key, v in values.items()}

@@ -46,4 +46,4 @@ rule write_excluded:
         "../scripts/write_excluded.py"
 
 
-TARGETS += [paths.atlas_labels(OUT, a) for a in ATLASES] + [paths.excluded(OUT)]
+TARGETS += ATLAS_LABELS + [paths.excluded(OUT)]

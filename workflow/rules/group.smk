@@ -104,7 +104,7 @@ rule clinical_correlations:
 rule cross_atlas:
     input:
         stats=[paths.group_stats(OUT, a, "{method}") for a in ATLASES],
-        labels=[paths.atlas_labels(OUT, a) for a in ATLASES],
+        labels=ATLAS_LABELS,
     output:
         paths.group_file(OUT, "desc-{method}_crossatlas.tsv"),
     log:

@@ -60,8 +60,8 @@ if UNITS:
         input:
             participants=PARTICIPANTS_TSV,
             excluded=paths.excluded(OUT),
-            labels=[paths.atlas_labels(OUT, a) for a in ATLASES],
-            images=[paths.atlas_image(OUT, a) for a in ATLASES],
+            labels=ATLAS_LABELS,
+            images=ATLAS_IMAGES,
             tables=REPORT_GROUP_TABLES,
             classification=REPORT_CLASSIFICATION,
             # the gallery's SC and FC heatmaps (first atlas)

@@ -482,6 +482,18 @@ def spm_hrf(tr: float, length_s: float = 32.0) -> np.ndarray:
     return h / h.sum()
 
 
+#: Volumes simulated before each run and dropped, so the HRF-convolved signal starts stationary.
+BURN_VOLUMES = 16
+
+
+def neural_bold(sb, tr: float, burn: int = BURN_VOLUMES) -> np.ndarray:
+    """Noise-free regional BOLD (time x extended region): network + global signal, HRF-convolved,
+    the first ``burn`` volumes dropped (not standardised)."""
+    neural = sb.signals + sb.global_signal
+    hrf = spm_hrf(tr)
+    return np.apply_along_axis(lambda s: np.convolve(s, hrf)[: len(s)], 0, neural)[burn:]
+
+
 def motion_parameters(rng: np.random.Generator, n: int, p: ImageParams) -> np.ndarray:
     """(n, 6) trans_x, trans_y, trans_z (mm), rot_x, rot_y, rot_z (rad): random walk + spikes."""
     steps = rng.normal(0, 1, (n, 6))
@@ -565,7 +577,7 @@ def simulate_bids_cohort(bids_dir, truth_dir=None, atlas_dir=None, n_per_group: 
     bids_dir = Path(bids_dir)
     truth_dir = Path(truth_dir) if truth_dir else bids_dir.with_name(bids_dir.name + "_truth")
     n_per_group = dict(DEMO_SIZES if n_per_group is None else n_per_group)
-    burn = 16
+    burn = BURN_VOLUMES
     bp = brain_params or IMAGE_BRAIN_PARAMS
     bp = replace(bp, n_timepoints=ip.n_volumes + burn)
     if model is None:
@@ -753,9 +765,7 @@ def _write_bold(bids_dir, sub, anatomy, model, sb, xf, ip: ImageParams, rng, tdi
     inside = (gm + wm + csf) > 0.05
     n_t = ip.n_volumes
     # neural signals (network + global) -> HRF -> standardised
-    neural = sb.signals + sb.global_signal
-    hrf = spm_hrf(ip.tr)
-    bold = np.apply_along_axis(lambda s: np.convolve(s, hrf)[: len(s)], 0, neural)[burn:]
+    bold = neural_bold(sb, ip.tr, burn)
     bold = (bold - bold.mean(0)) / bold.std(0).mean()
     tt = np.arange(n_t) * ip.tr
     resp = np.sin(2 * np.pi * 0.11 * tt + rng.uniform(0, 2 * np.pi)) + brain.ar1_noise(rng, n_t, 1, 0.8)[:, 0]
