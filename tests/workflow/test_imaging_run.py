@@ -213,8 +213,13 @@ def imaging_run(tmp_path_factory, atlas_dir):
     config = work / "config.yaml"
     config.write_text(yaml.safe_dump(CONFIG))
     log_path = work / "killed_run.log"
+    # One good subject's SC first (its whole chain gets top priority), so that it is finished
+    # while other subjects' tractography is still to come: left to itself, the greedy scheduler
+    # may run every tckgen before any connectome (seen once its atlas jobs were merged), and
+    # then there is no moment with a finished subject and a half-written tractogram to kill at.
+    first = paths.sc_matrix(CONFIG["output_dir"], cohort.subjects[1], None, ATLASES[0], "count")
     cmd = [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(work), "--configfile", str(config),
-           "--cores", "2", "--keep-going", *SCHEDULING]
+           "--cores", "2", "--keep-going", *SCHEDULING, "--prioritize", first]
     start = time.perf_counter()
     with open(log_path, "w") as log:
         proc = subprocess.Popen(cmd, cwd=work, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
