@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import http.server
 import os
+import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -39,6 +42,69 @@ def atlas_dir(shared_data) -> Path:
     if not (path / "bna246").is_dir() and not any(path.glob("BN_Atlas_246_*")):
         pytest.skip(f"no atlases in {path}: set SFC_ATLAS_DIR")
     return path
+
+
+#: the official atlas and template files under their official names, from the shared test data
+#: (layout of shared/data/SOURCES.md): what a mirror (atlas_mirror / SFC_ATLAS_MIRROR) holds
+OFFICIAL_FILES = {
+    "BN_Atlas_246_2mm.nii.gz": "atlases/bna246/BN_Atlas_246_2mm.nii.gz",
+    "HarvardOxford-cort-maxprob-thr25-2mm.nii.gz":
+        "atlases/harvard-oxford/fsl-original_2mm/harvardoxford_cortical_labels.nii.gz",
+    "HarvardOxford-sub-maxprob-thr25-2mm.nii.gz":
+        "atlases/harvard-oxford/fsl-original_2mm/harvardoxford_subcortical_labels.nii.gz",
+    "MNI152_T1_2mm.nii.gz": "templates/mni152-fsl/MNI152_T1_2mm.nii.gz",
+    "MNI152_T1_1mm_brain.nii.gz": "templates/mni152-fsl/MNI152_T1_1mm_brain.nii.gz",
+}
+
+
+def make_mirror(shared_data: Path, folder: Path) -> Path:
+    """A folder holding only the official files under their official names (skips if absent)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, rel in OFFICIAL_FILES.items():
+        if not (shared_data / rel).is_file():
+            pytest.skip(f"{shared_data / rel} absent")
+        shutil.copy(shared_data / rel, folder / name)
+    return folder
+
+
+class FolderServer:
+    """An HTTP server on 127.0.0.1 over one folder that counts requests and can hang up half-way
+    through the next ``drop_first`` downloads (a dropped connection)."""
+
+    def __init__(self, root: Path):
+        self.root, self.requests, self.drop_first = root, [], 0
+        server = self
+
+        class Handler(http.server.SimpleHTTPRequestHandler):
+            def __init__(self, *args, **kwargs):
+                super().__init__(*args, directory=str(root), **kwargs)
+
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                server.requests.append(self.path)
+                path = root / self.path.lstrip("/")
+                if server.drop_first > 0 and path.is_file():
+                    # announce the whole file, send half of it, then hang up
+                    server.drop_first -= 1
+                    body = path.read_bytes()
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body[: len(body) // 2])
+                    self.wfile.flush()
+                    self.close_connection = True
+                    return
+                super().do_GET()
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
 
 
 def run_snakemake(*args, workdir=None, env=None, timeout=600, snakemake=SNAKEMAKE) -> subprocess.CompletedProcess:

@@ -116,6 +116,7 @@ def test_real_t1_n4_registration_atlas_and_5tt(tmp_path):
 def test_without_any_fsl_template_nilearn_mni2009_is_used_and_says_so(monkeypatch, tmp_path, caplog):
     monkeypatch.setenv(anat.TEMPLATE_DIR_ENV, str(tmp_path))  # empty: no template there
     monkeypatch.setattr(anat, "RESOURCES_TEMPLATES", tmp_path / "absent")
+    monkeypatch.setenv("SFC_CACHE_DIR", str(tmp_path / "cache"))  # no templates downloaded earlier
     with caplog.at_level("WARNING", logger="sfc.anat"):
         tpl = anat.load_template(None)
     assert tpl.space == "MNI152NLin2009cAsym" and not tpl.is_head

@@ -18,6 +18,7 @@ from sfc.errors import InputError
 def isolated_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("SFC_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.delenv("SFC_ATLAS_DIR", raising=False)
+    monkeypatch.delenv("SFC_ATLAS_MIRROR", raising=False)
 
 
 def centroids_x(img):
@@ -144,7 +145,7 @@ def test_download_is_verified_and_cached(atlas_dir, served, monkeypatch, tmp_pat
     _point_hoa_2mm_at(monkeypatch, url)
     img = atlases.load_atlas_image("HOA", tmp_path / "empty", resolution=2, allow_download=True)
     assert len(np.unique(np.asanyarray(img.dataobj))) == 111
-    cached = sorted(p.name for p in (tmp_path / "cache" / "atlases").iterdir())
+    cached = sorted(p.name for p in (tmp_path / "cache" / "atlases").glob("*.nii.gz"))
     assert cached == ["HarvardOxford-cort-maxprob-thr25-2mm.nii.gz", "HarvardOxford-sub-maxprob-thr25-2mm.nii.gz"]
 
 
@@ -152,9 +153,9 @@ def test_bad_download_is_refused_and_not_kept(served, monkeypatch, tmp_path):
     root, url = served
     (root / "HarvardOxford-cort-maxprob-thr25-2mm.nii.gz").write_bytes(b"<html>login required</html>")
     _point_hoa_2mm_at(monkeypatch, url)
-    with pytest.raises(InputError, match="downloaded atlas file failed verification"):
+    with pytest.raises(InputError, match="downloaded file failed verification"):
         atlases.load_atlas_image("HOA", tmp_path / "empty", resolution=2, allow_download=True)
-    assert not any((tmp_path / "cache" / "atlases").iterdir())
+    assert [p.name for p in (tmp_path / "cache" / "atlases").iterdir()] == [".locks"]
 
 
 def test_prepare_atlas_writes_image_and_table_in_matrix_order(atlas_dir, tmp_path):

@@ -29,6 +29,9 @@ rule anat_preprocess:
         runtime=lambda wildcards, attempt: 60 * attempt,
     params:
         template_dir=ANAT_CFG["template_dir"],
+        # whether the FSL templates may be downloaded decides which template is used; where
+        # they come from (atlas_mirror) does not, so the script reads that from the config
+        download=config["atlas_download"],
         transform=ANAT_CFG["registration"],
         seed=config["seed"],
     script:

@@ -9,7 +9,8 @@ log = script_logger(snakemake.log[0])
 out, params = snakemake.output, snakemake.params
 suffix = "0GenericAffine.mat"
 assert out.affine.endswith(suffix), out.affine
-template = anat.load_template(params.template_dir)
+# the mirror is not a param: where a verified file comes from changes no result, so changing it reruns nothing
+template = anat.load_template(params.template_dir, download=params.download, mirror=snakemake.config["atlas_mirror"])
 log.info("template: %s (%s); registration: %s", template.source, template.space, params.transform)
 qc = anat.preprocess_t1(snakemake.input.t1w, template, out.t1w, out.mask, out.brain, out.affine[: -len(suffix)],
                         transform=params.transform, seed=params.seed)

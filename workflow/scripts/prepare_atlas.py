@@ -12,5 +12,7 @@ prepared = atlases.prepare_atlas(
     atlas_dir=snakemake.params.atlas_dir,
     resolution=snakemake.params.resolution,
     allow_download=snakemake.params.download,
+    # not a param: where a verified file comes from changes no result, so changing it reruns nothing
+    mirror=snakemake.config["atlas_mirror"],
 )
 log.info("%s: %d labels written to %s (%s)", atlas, prepared.n_labels, prepared.image, atlases.citation(atlas))

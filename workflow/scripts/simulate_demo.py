@@ -1,12 +1,18 @@
 """Rule simulate_demo: the synthetic BIDS cohort with known ground truth (sfc.simulate)."""
 
+from sfc import atlases
 from sfc.logs import script_logger
 from sfc.simulate import PRESETS
-from sfc.simulate.connectome import Effects
+from sfc.simulate.connectome import ATLASES, Effects
 from sfc.simulate.images import preset_image_params, simulate_bids_cohort
 
 log = script_logger(snakemake.log[0])
 demo = snakemake.params.demo
+# The generator reads the atlases without downloading: fetch and verify them first. Whether and
+# from where they are downloaded changes nothing in the cohort, so these are not params (a
+# changed mirror must not regenerate the demo).
+atlases.ensure_available(ATLASES, snakemake.params.atlas_dir, allow_download=snakemake.config["atlas_download"],
+                         mirror=snakemake.config["atlas_mirror"])
 preset = PRESETS[demo["preset"]]
 cohort = simulate_bids_cohort(
     snakemake.output.bids,

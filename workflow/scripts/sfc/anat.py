@@ -6,9 +6,10 @@ pictures of the structural branch (atlas over an image, a scalar map).
 Template: the FSL MNI152 2 mm head template (``MNI152_T1_2mm.nii.gz``, the grid of
 the BNA-246 and Harvard-Oxford images) with a brain mask made from
 ``MNI152_T1_1mm_brain.nii.gz`` (or ``MNI152_T1_2mm_brain_mask.nii.gz`` when present),
-read from a folder given in the config. Without that folder, nilearn's bundled
-MNI152 2009 template and mask are used (a slightly different space: atlas labels
-land within a few mm) and a warning says so.
+read from a folder given in the config, or downloaded and verified into the cache
+(resources/templates/registry.yaml, sfc.fetch). With neither a folder nor downloads,
+nilearn's bundled MNI152 2009 template and mask are used (a slightly different space:
+atlas labels land within a few mm) and a warning says so.
 
 References
 ----------
@@ -28,11 +29,13 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+import yaml
 
-from . import mrtrix, registration
+from . import fetch, mrtrix, registration
 from .errors import InputError
 
 logger = logging.getLogger("sfc.anat")
@@ -44,6 +47,7 @@ FSL_MASK_2MM = "MNI152_T1_2mm_brain_mask.nii.gz"
 #: repository's resources/templates/mni152-fsl (if the FSL templates are shipped there).
 TEMPLATE_DIR_ENV = "SFC_TEMPLATE_DIR"
 RESOURCES_TEMPLATES = Path(__file__).resolve().parents[3] / "resources" / "templates" / "mni152-fsl"
+TEMPLATE_REGISTRY = RESOURCES_TEMPLATES.parent / "registry.yaml"
 
 
 @dataclass
@@ -57,7 +61,35 @@ class Template:
     is_head: bool
 
 
-def load_template(template_dir=None) -> Template:
+@lru_cache(maxsize=1)
+def template_registry() -> dict:
+    """The FSL MNI152 templates' registry (resources/templates/registry.yaml): names, checksums, URLs."""
+    with open(TEMPLATE_REGISTRY) as handle:
+        return yaml.safe_load(handle)
+
+
+def fetch_templates(download: bool = False, mirror=None) -> Path | None:
+    """The download cache's folder once it holds the verified FSL templates, else None.
+
+    Missing templates are downloaded (from ``mirror``, the config key ``atlas_mirror``,
+    else ``$SFC_ATLAS_MIRROR``, else their registered URLs) when ``download`` is true;
+    a failed download is an error naming the URL and the ways out.
+    """
+    folder = fetch.cache_dir("templates")
+    mirror_base = fetch.mirror(mirror)
+    for source in template_registry().values():
+        path = folder / source["filename"]
+        if path.is_file() and not fetch.verify(path, source):
+            continue
+        if not download:
+            return None
+        fetch.download(source, path, mirror_base=mirror_base,
+                       local_fix=f"put {FSL_HEAD} and {FSL_BRAIN_1MM} from FSL ($FSLDIR/data/standard) into the "
+                                 f"folder named by anat.template_dir or ${TEMPLATE_DIR_ENV}")
+    return folder
+
+
+def load_template(template_dir=None, *, download: bool = False, mirror=None) -> Template:
     """The MNI152 template and brain mask used for T1w registration.
 
     Parameters
@@ -65,8 +97,14 @@ def load_template(template_dir=None) -> Template:
     template_dir : path, optional
         Folder with FSL's ``MNI152_T1_2mm.nii.gz`` and ``MNI152_T1_2mm_brain_mask.nii.gz``
         or ``MNI152_T1_1mm_brain.nii.gz`` (FSL MNI152NLin6Asym, the atlases' grid).
-        None: ``$SFC_TEMPLATE_DIR``, then ``resources/templates/mni152-fsl``; if neither
-        holds the template, nilearn's MNI152 2009 template (with a warning).
+        None: ``$SFC_TEMPLATE_DIR``, then ``resources/templates/mni152-fsl``, then the
+        download cache (downloading into it when ``download``); if none holds the
+        template, nilearn's MNI152 2009 template (with a warning).
+    download : bool
+        Download the FSL templates into the cache when no folder holds them (config
+        ``atlas_download``); their checksums are pinned in resources/templates/registry.yaml.
+    mirror : str, optional
+        Mirror base URL or folder (config ``atlas_mirror``; None: ``$SFC_ATLAS_MIRROR``).
 
     Returns
     -------
@@ -78,6 +116,8 @@ def load_template(template_dir=None) -> Template:
             if candidate and (Path(candidate) / FSL_HEAD).is_file():
                 template_dir = candidate
                 break
+        else:
+            template_dir = fetch_templates(download, mirror)
     if template_dir is not None:
         d = Path(template_dir)
         head = d / FSL_HEAD
@@ -99,8 +139,9 @@ def load_template(template_dir=None) -> Template:
         return Template(image=image, mask=mask, space="MNI152NLin6Asym", source=str(head), is_head=True)
     from nilearn import datasets
 
-    logger.warning("no template_dir: using nilearn's MNI152 2009 template; the atlases are on the FSL "
-                   "MNI152 (NLin6Asym) grid, a slightly different space (labels may be off by a few mm)")
+    logger.warning("no template_dir and downloads off (atlas_download: false): using nilearn's MNI152 2009 "
+                   "template; the atlases are on the FSL MNI152 (NLin6Asym) grid, a slightly different space "
+                   "(labels may be off by a few mm)")
     tpl = registration.load(datasets.load_mni152_template(resolution=2))
     msk = registration.load(datasets.load_mni152_brain_mask(resolution=2))
     return Template(image=tpl, mask=msk, space="MNI152NLin2009cAsym", source="nilearn", is_head=False)

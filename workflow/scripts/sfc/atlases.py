@@ -2,8 +2,9 @@
 
 An atlas image is looked for, in this order, in the configured atlas directory
 (config key ``atlas_dir``), in ``$SFC_ATLAS_DIR``, and in the download cache
-(``$SFC_CACHE_DIR``, default ``~/.cache/sfc-workflow``); where the registry knows
-a URL and downloads are allowed it is fetched into the cache. Every file is
+(``$SFC_CACHE_DIR``, default ``~/.cache/sfc-workflow``); where downloads are allowed a
+missing file is fetched into the cache from its registered URLs, or from a mirror
+(``atlas_mirror`` / ``$SFC_ATLAS_MIRROR``; see sfc.fetch). Every file is
 verified (size and checksum where the official bytes are known, grid and label
 values always) before use, and the prepared atlas is written with values
 ``1..N`` in the order of its label table, so matrix row ``k`` is label-table
@@ -18,11 +19,7 @@ Frazier 2005, Goldstein 2007).
 
 from __future__ import annotations
 
-import hashlib
 import os
-import shutil
-import tempfile
-import urllib.request
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -32,11 +29,11 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from . import fetch
 from .errors import InputError
 
 RESOURCES = Path(__file__).resolve().parents[3] / "resources" / "atlases"
 ATLAS_DIR_ENV = "SFC_ATLAS_DIR"
-CACHE_ENV = "SFC_CACHE_DIR"
 
 
 @lru_cache(maxsize=1)
@@ -65,7 +62,7 @@ def label_table(name: str) -> pd.DataFrame:
 
 
 def default_cache_dir() -> Path:
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "sfc-workflow") / "atlases"
+    return fetch.cache_dir("atlases")
 
 
 def search_dirs(atlas_dir=None) -> list[Path]:
@@ -74,89 +71,20 @@ def search_dirs(atlas_dir=None) -> list[Path]:
     return [Path(d).expanduser() for d in dirs if d]
 
 
-def _parse_labels(spec: str) -> set[int]:
-    lo, hi = (int(v) for v in str(spec).split("-"))
-    return set(range(lo, hi + 1))
+def find_source(atlas: str, role: str, source: dict, atlas_dir=None, allow_download: bool = True,
+                mirror=None) -> Path:
+    """Locate (or download) one verified source file of an atlas.
 
-
-def _digest(path: Path, algorithm: str) -> str:
-    h = hashlib.new(algorithm)
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def verify_source(path: Path, source: dict) -> list[str]:
-    """Check one atlas source file against its registry entry.
-
-    Returns the list of problems (empty when the file is good). Checksums are
-    compared first; where the registry says ``checksum: content`` a different
-    checksum is tolerated if the grid and the set of label values are right.
+    ``mirror`` is the config key ``atlas_mirror`` (None: ``$SFC_ATLAS_MIRROR``); with a
+    mirror, every file is fetched from ``<mirror>/<official file name>``.
     """
-    problems = []
-    checksum_ok = True
-    if "bytes" in source and path.stat().st_size != source["bytes"]:
-        checksum_ok = False
-    for algorithm in ("md5", "sha256"):
-        if checksum_ok and algorithm in source and _digest(path, algorithm) != source[algorithm]:
-            checksum_ok = False
-    if not checksum_ok and source.get("checksum", "required") == "required":
-        expected = ", ".join(f"{k} {source[k]}" for k in ("bytes", "md5", "sha256") if k in source)
-        return [f"its size or checksum differs from the official file ({expected})"]
-    try:
-        img = nib.load(path)
-        data = np.asanyarray(img.dataobj)
-    except Exception as exc:  # nibabel raises many types for corrupt files
-        return [f"it cannot be read as a NIfTI image ({exc})"]
-    if "shape" in source and list(data.shape[:3]) != list(source["shape"]):
-        problems.append(f"its grid is {data.shape}, expected {tuple(source['shape'])}")
-    if "labels" in source:
-        values = np.unique(data)
-        if not np.allclose(values, np.round(values)):
-            problems.append("it holds non-integer values, not labels")
-        found = {int(v) for v in values if v != 0}
-        expected = _parse_labels(source["labels"])
-        if found != expected:
-            missing, extra = sorted(expected - found), sorted(found - expected)
-            problems.append(f"its label values differ from the official ones (missing {missing[:10]}, "
-                            f"unexpected {extra[:10]})")
-    return problems
-
-
-def download(url: str, destination: Path, source: dict, timeout: float = 60) -> Path:
-    """Download ``url`` to ``destination`` and verify it; nothing is kept if it fails."""
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=destination.parent, delete=False, prefix=".part-",
-                                     suffix=destination.name) as tmp:
-        part = Path(tmp.name)
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response, open(part, "wb") as out:
-            shutil.copyfileobj(response, out)
-        problems = verify_source(part, source)
-        if problems:
-            raise InputError(url, "the downloaded atlas file failed verification: " + "; ".join(problems),
-                             f"download {source['filename']} by hand from the atlas's official site into "
-                             "atlas_dir, or report the changed file")
-        # Keep the official file name so a user can find and reuse it.
-        part.replace(destination)
-        return destination
-    except OSError as exc:
-        raise InputError(url, f"the atlas file could not be downloaded ({exc})",
-                         f"put {source['filename']} into atlas_dir (config) or ${ATLAS_DIR_ENV}") from None
-    finally:
-        part.unlink(missing_ok=True)
-
-
-def find_source(atlas: str, role: str, source: dict, atlas_dir=None, allow_download: bool = True) -> Path:
-    """Locate (or download) one verified source file of an atlas."""
     what = f"{atlas} atlas image" if role == "image" else f"{atlas} {role} atlas image"
     rejected = []
     for folder in search_dirs(atlas_dir):
         for rel in [source["filename"], *source.get("candidates", [])]:
             path = folder / rel
             if path.is_file():
-                problems = verify_source(path, source)
+                problems = fetch.verify(path, source)
                 if not problems:
                     return path
                 rejected.append((path, "; ".join(problems)))
@@ -165,17 +93,20 @@ def find_source(atlas: str, role: str, source: dict, atlas_dir=None, allow_downl
         raise InputError(bad_path, f"the {what} was found but {problem}",
                          f"replace it with the official {source['filename']} "
                          f"({entry(atlas)['homepage']})")
-    url = source.get("url")
-    if allow_download and url:
-        return download(url, default_cache_dir() / source["filename"], source)
+    mirror_base = fetch.mirror(mirror)
+    downloadable = bool(fetch.source_urls(source, mirror_base))
+    local_fix = (f"download {source['filename']} from {entry(atlas)['homepage']} and put it into the folder "
+                 f"named by the config key atlas_dir or ${ATLAS_DIR_ENV}")
+    if allow_download and downloadable:
+        return fetch.download(source, default_cache_dir() / source["filename"], mirror_base=mirror_base,
+                              local_fix=local_fix)
     where = [str(d) for d in search_dirs(atlas_dir)]
-    how = (f"download {source['filename']} from {entry(atlas)['homepage']}" if not url
-           else f"allow downloads (atlas_download: true) or fetch {url}")
+    how = ("allow downloads (atlas_download: true), or " if downloadable else
+           f"set a mirror that holds it (atlas_mirror or ${fetch.MIRROR_ENV}), or ")
     raise InputError(where[0] if where else None,
                      f"the {what} {source['filename']} was not found "
                      f"(looked in: {', '.join(where) or 'no atlas folder configured'})",
-                     f"{how} and put it into the folder named by the config key atlas_dir "
-                     f"or ${ATLAS_DIR_ENV}")
+                     how + local_fix)
 
 
 def _sources(atlas: str, resolution) -> dict:
@@ -185,6 +116,17 @@ def _sources(atlas: str, resolution) -> dict:
         raise InputError(RESOURCES / "registry.yaml", f"atlas {atlas} has no {key} mm image",
                          f"set atlas_resolution to one of {', '.join(sources)}")
     return sources[key]
+
+
+def ensure_available(names, atlas_dir=None, resolution=2, allow_download: bool = True, mirror=None) -> dict:
+    """Find (downloading where allowed) and verify every source file of the named atlases.
+
+    For code that reads atlases later without downloading (the simulators): afterwards
+    each file is in ``atlas_dir``, ``$SFC_ATLAS_DIR`` or the cache. Returns
+    ``{atlas: {role: path}}``.
+    """
+    return {name: {role: find_source(name, role, src, atlas_dir, allow_download, mirror)
+                   for role, src in _sources(name, resolution).items()} for name in names}
 
 
 def build_hoa(cortical: nib.Nifti1Image, subcortical: nib.Nifti1Image, labels: pd.DataFrame) -> nib.Nifti1Image:
@@ -218,11 +160,12 @@ def build_hoa(cortical: nib.Nifti1Image, subcortical: nib.Nifti1Image, labels: p
     return img
 
 
-def load_atlas_image(name: str, atlas_dir=None, resolution=2, allow_download: bool = True) -> nib.Nifti1Image:
+def load_atlas_image(name: str, atlas_dir=None, resolution=2, allow_download: bool = True,
+                     mirror=None) -> nib.Nifti1Image:
     """The atlas in MNI152NLin6Asym (FSL grid) with values 1..N in label-table order."""
     spec = entry(name)
     sources = _sources(name, resolution)
-    paths = {role: find_source(name, role, src, atlas_dir, allow_download) for role, src in sources.items()}
+    paths = {role: find_source(name, role, src, atlas_dir, allow_download, mirror) for role, src in sources.items()}
     labels = label_table(name)
     if spec["build"] == "single":
         img = nib.load(paths["image"])
@@ -251,9 +194,9 @@ class PreparedAtlas:
 
 
 def prepare_atlas(name: str, image_out, labels_out, atlas_dir=None, resolution=2,
-                  allow_download: bool = True) -> PreparedAtlas:
+                  allow_download: bool = True, mirror=None) -> PreparedAtlas:
     """Write the verified atlas image and its label table (with voxel counts) to the output folder."""
-    img = load_atlas_image(name, atlas_dir, resolution, allow_download)
+    img = load_atlas_image(name, atlas_dir, resolution, allow_download, mirror)
     labels = label_table(name)
     counts = np.bincount(np.asanyarray(img.dataobj).ravel(), minlength=labels["index"].max() + 1)
     labels = labels.assign(n_voxels=counts[labels["index"].to_numpy()])
