@@ -1,5 +1,6 @@
 # Two commands for a fresh machine (README.md):
-#   make demo   set up, generate the synthetic demo cohort, run the whole workflow on it
+#   make demo   set up, generate the two synthetic demo cohorts (images; study-scale connectomes),
+#               run the workflow on them
 #   make test   set up, run the test suite
 # Setup creates .venv with the pinned Python packages and, where `tckgen` is missing and
 # we are root on Debian/Ubuntu, installs MRtrix3 from the distribution (apt package mrtrix3)
@@ -12,7 +13,7 @@ BIN := $(VENV)/bin
 CORES ?= all
 SNAKEMAKE := $(BIN)/snakemake --profile profiles/local --cores $(CORES)
 
-.PHONY: setup demo test lint clean-demo mrtrix3 chromium
+.PHONY: setup demo demo-images demo-study test lint clean-demo mrtrix3 chromium
 
 setup: $(VENV)/.installed mrtrix3 chromium
 
@@ -49,11 +50,28 @@ chromium:
 	  echo "  Chromium/Chrome and put it on PATH (or set SFC_CHROMIUM) to run it."; \
 	fi
 
-demo: setup
+demo: demo-images demo-study
+	@echo "demo finished:"
+	@echo "  results/report.html        the imaging demo: does the pipeline run on images (QC pictures in results/sub-*/qc/,"
+	@echo "                             agreement with the truth in results/group/demo_truth_agreement.tsv)"
+	@echo "  results/study/report.html  the study-scale demo: what a study-sized analysis finds (planted truth in"
+	@echo "                             demo/study/truth/planted.tsv)"
+
+# Part 1: 12 synthetic subjects from images (T1w, DWI, BOLD) through every rule.
+demo-images: setup
 	$(SNAKEMAKE) simulate_demo
 	$(SNAKEMAKE)
 	$(BIN)/python -m sfc.simulate evaluate results demo/truth --out results/group/demo_truth_agreement.tsv
-	@echo "demo finished: open results/report.html in a browser (group tables in results/group/, QC pictures in results/sub-*/qc/, agreement with the truth in results/group/demo_truth_agreement.tsv)"
+
+# Part 2: the study's 308 subjects at the connectome level (generator preset `study`, three sites),
+# group stage, classification and report with config/study.yaml.
+STUDY_DIR := demo/study
+demo-study: setup $(STUDY_DIR)/participants.tsv
+	$(SNAKEMAKE) --configfile config/study.yaml
+
+$(STUDY_DIR)/participants.tsv:
+	$(BIN)/python -m sfc.simulate connectomes $(STUDY_DIR).tmp --preset study --weights count >/dev/null
+	rm -rf $(STUDY_DIR) && mv $(STUDY_DIR).tmp $(STUDY_DIR)
 
 test: setup
 	$(BIN)/python -m pytest

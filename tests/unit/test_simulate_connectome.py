@@ -281,7 +281,8 @@ def test_command_line_names_a_missing_atlas_folder(tmp_path, capsys, monkeypatch
 
     monkeypatch.delenv("SFC_ATLAS_DIR", raising=False)
     monkeypatch.setenv("SFC_CACHE_DIR", str(tmp_path / "cache"))
-    rc = main(["connectomes", str(tmp_path / "c"), "--n-trd", "1", "--atlas-dir", str(tmp_path / "nothing")])
+    rc = main(["connectomes", str(tmp_path / "c"), "--n-trd", "1", "--atlas-dir", str(tmp_path / "nothing"),
+               "--no-download"])
     assert rc == 2
     assert "nothing" in capsys.readouterr().err
 

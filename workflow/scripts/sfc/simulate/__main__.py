@@ -29,8 +29,9 @@ from . import PRESETS
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", choices=sorted(PRESETS), default=None,
-                   help="group sizes and effect sizes: demo (5/5/2, strong effects) or large "
-                        "(the study's 72/152/84)")
+                   help="group sizes and effect sizes: demo (5/5/2, strong effects), large "
+                        "(the study's 72/152/84) or study (large with 3 sites and a moderate TRD decoupling: "
+                        "the study-scale demo of `make demo`)")
     p.add_argument("--n-trd", type=int, help="TRD subjects (overrides the preset)")
     p.add_argument("--n-ntrd", type=int, help="nTRD subjects")
     p.add_argument("--n-hc", type=int, help="healthy controls")
@@ -40,9 +41,11 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="share (0..1) of the TRD-planted regions' functional input that is non-structural")
     p.add_argument("--hipp-bsi", type=float,
                    help="nTRD: non-structural share of Hipp_L_2_1 input at BSI 0 (falls to 0 at BSI 30)")
-    p.add_argument("--n-sites", type=int, default=2, help="acquisition sites (default 2)")
+    p.add_argument("--n-sites", type=int, default=None, help="acquisition sites (default: the preset's, else 2)")
     p.add_argument("--atlas-dir", default=None,
-                   help="folder with the atlas images (default $SFC_ATLAS_DIR); nothing is downloaded")
+                   help="folder with the atlas images (default $SFC_ATLAS_DIR, then the download cache, where "
+                        "missing ones are downloaded and verified: from $SFC_ATLAS_MIRROR when set)")
+    p.add_argument("--no-download", action="store_true", help="never download a missing atlas image")
     p.add_argument("--truth-dir", default=None, help="where the ground truth goes")
 
 
@@ -57,6 +60,8 @@ def _settings(args, default_preset: str):
     effects = Effects(trd_decoupling=args.trd_decoupling if args.trd_decoupling is not None
                       else preset["trd_decoupling"],
                       hipp_bsi=args.hipp_bsi if args.hipp_bsi is not None else preset["hipp_bsi"])
+    if args.n_sites is None:
+        args.n_sites = preset.get("n_sites", 2)
     return sizes, effects
 
 
@@ -107,6 +112,10 @@ def _run(args) -> int:
             table.to_csv(args.out, sep="\t", index=False, float_format="%.4g", na_rep="n/a")
         sys.stdout.write(table.to_string(index=False, float_format=lambda v: f"{v:.3f}") + "\n")
         return 0
+    from .. import atlases
+    from .connectome import ATLASES
+
+    atlases.ensure_available(ATLASES, args.atlas_dir, allow_download=not args.no_download)
     if args.level == "connectomes":
         from dataclasses import replace
 
