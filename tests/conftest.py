@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import threading
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -105,6 +106,42 @@ class FolderServer:
     def close(self):
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+class _SignificantRegionTables(HTMLParser):
+    """Region names (first column) of each significant-regions table, keyed by (atlas, method)."""
+
+    def __init__(self):
+        super().__init__()
+        self.tables, self._key, self._depth, self._row, self._cell, self._text = {}, None, 0, -1, -1, ""
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "div" and "sigtable" in (a.get("class") or ""):
+            self._key = (a["data-atlas"], a["data-method"])
+            self.tables[self._key] = []
+        elif self._key and tag == "tr":
+            self._cell = -1
+        elif self._key and tag == "td":
+            self._cell += 1
+            self._text = ""
+
+    def handle_data(self, data):
+        if self._key and self._cell == 0:
+            self._text += data
+
+    def handle_endtag(self, tag):
+        if self._key and tag == "td" and self._cell == 0:
+            self.tables[self._key].append(self._text.strip())
+        elif self._key and tag == "table":
+            self._key = None
+
+
+def significant_regions(html: str) -> dict:
+    """The region names of each significant-regions table of a report, keyed by (atlas, method)."""
+    parser = _SignificantRegionTables()
+    parser.feed(html)
+    return parser.tables
 
 
 def run_snakemake(*args, workdir=None, env=None, timeout=600, snakemake=SNAKEMAKE) -> subprocess.CompletedProcess:

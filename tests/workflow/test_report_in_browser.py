@@ -6,12 +6,11 @@ import os
 import re
 import shutil
 import subprocess
-from html.parser import HTMLParser
 
 import pytest
 import yaml
 
-from conftest import run_snakemake
+from conftest import run_snakemake, significant_regions
 from sfc import paths
 from sfc.simulate.connectome import TRD_GYRI, simulate_connectome_cohort
 
@@ -34,35 +33,6 @@ def run_chromium(tmp_path, *args, timeout=180) -> subprocess.CompletedProcess:
            "--disable-dev-shm-usage", "--hide-scrollbars", f"--user-data-dir={profile}",
            "--enable-logging=stderr", "--v=0", *map(str, args)]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-
-
-class _Tables(HTMLParser):
-    """Region names (first column) of each significant-regions table, keyed by (atlas, method)."""
-
-    def __init__(self):
-        super().__init__()
-        self.tables, self._key, self._depth, self._row, self._cell, self._text = {}, None, 0, -1, -1, ""
-
-    def handle_starttag(self, tag, attrs):
-        a = dict(attrs)
-        if tag == "div" and "sigtable" in (a.get("class") or ""):
-            self._key = (a["data-atlas"], a["data-method"])
-            self.tables[self._key] = []
-        elif self._key and tag == "tr":
-            self._cell = -1
-        elif self._key and tag == "td":
-            self._cell += 1
-            self._text = ""
-
-    def handle_data(self, data):
-        if self._key and self._cell == 0:
-            self._text += data
-
-    def handle_endtag(self, tag):
-        if self._key and tag == "td" and self._cell == 0:
-            self.tables[self._key].append(self._text.strip())
-        elif self._key and tag == "table":
-            self._key = None
 
 
 @pytest.fixture(scope="module")
@@ -107,9 +77,7 @@ def test_rule_all_builds_a_self_contained_report(run):
 
 def test_report_names_the_planted_regions_as_significant(run):
     cohort, out, _ = run
-    parser = _Tables()
-    parser.feed((out / "report.html").read_text())
-    significant = parser.tables[("BNA246", "spearman")]
+    significant = significant_regions((out / "report.html").read_text())[("BNA246", "spearman")]
     planted = set(cohort.planted["BNA246"]["trd_decoupling"])
     # every FDR-significant region is a planted one, and every planted gyrus is found
     assert significant and set(significant) <= planted, set(significant) - planted

@@ -4,48 +4,18 @@ planted regions as the FDR-significant ones, the hippocampus-BSI correlation in 
 nested AUC beside the study-mode AUC."""
 
 import re
-from html.parser import HTMLParser
 
 import pandas as pd
 import pytest
 import yaml
 
-from conftest import REPO, FolderServer, make_mirror, run_snakemake
+from conftest import REPO, FolderServer, make_mirror, run_snakemake, significant_regions
 from sfc import paths
 from sfc.simulate.__main__ import main as simulate
 
 pytestmark = pytest.mark.slow
 
 PLANTED_GYRI = {("MFG", "R"), ("IPL", "L"), ("PrG", "L"), ("STG", "R")}
-
-
-class _SigTables(HTMLParser):
-    """First-column texts of each significant-regions table, keyed by (atlas, method)."""
-
-    def __init__(self):
-        super().__init__()
-        self.tables, self._key, self._cell, self._text = {}, None, -1, ""
-
-    def handle_starttag(self, tag, attrs):
-        a = dict(attrs)
-        if tag == "div" and "sigtable" in (a.get("class") or ""):
-            self._key = (a["data-atlas"], a["data-method"])
-            self.tables[self._key] = []
-        elif self._key and tag == "tr":
-            self._cell = -1
-        elif self._key and tag == "td":
-            self._cell += 1
-            self._text = ""
-
-    def handle_data(self, data):
-        if self._key and self._cell == 0:
-            self._text += data
-
-    def handle_endtag(self, tag):
-        if self._key and tag == "td" and self._cell == 0:
-            self.tables[self._key].append(self._text.strip())
-        elif self._key and tag == "table":
-            self._key = None
 
 
 @pytest.fixture(scope="module")
@@ -86,9 +56,7 @@ def test_the_atlases_came_from_the_mirror_once(study):
 
 
 def test_the_report_names_the_planted_regions(study):
-    tables = _SigTables()
-    tables.feed(study["html"])
-    names = tables.tables[("BNA246", "spearman")]
+    names = significant_regions(study["html"])[("BNA246", "spearman")]
     planted = study["planted"]
     trd = set(planted.loc[(planted.atlas == "BNA246") & (planted.effect == "trd_decoupling") & planted.planted, "name"])
     any_planted = set(planted.loc[(planted.atlas == "BNA246") & planted.planted, "name"])
