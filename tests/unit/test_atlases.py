@@ -1,15 +1,13 @@
 """sfc.atlases: images are found, verified, built (HOA) and written in label-table order."""
 
-import functools
-import http.server
 import shutil
-import threading
 
 import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import FolderServer
 from sfc import atlases
 from sfc.errors import InputError
 
@@ -120,13 +118,9 @@ def served(tmp_path):
     """A local HTTP server (loopback only) standing in for the atlas distributor."""
     root = tmp_path / "www"
     root.mkdir()
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
-    handler.log_message = lambda *args: None
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield root, f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+    server = FolderServer(root)
+    yield root, server.url
+    server.close()
 
 
 def _point_hoa_2mm_at(monkeypatch, base_url):

@@ -136,7 +136,7 @@ def _download_once(url: str, part: Path, timeout: float) -> int:
     """Stream ``url`` into ``part``; returns the bytes written. A short body is an error."""
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response, open(part, "wb") as out:
-            expected = response.headers.get("Content-Length") if hasattr(response, "headers") else None
+            expected = response.headers.get("Content-Length")
             expected = int(expected) if expected and expected.isdigit() else None
             written, last = 0, time.monotonic()
             while True:
