@@ -103,3 +103,48 @@ def test_identity_warp_changes_nothing(tmp_path):
     registration.identity_warp(img, tmp_path / "w.nii.gz")
     out = registration.apply(img, img, [tmp_path / "w.nii.gz"]).numpy()
     np.testing.assert_allclose(out, img.numpy(), atol=1e-4)
+
+
+def _shifted(transform, path, shift_mm):
+    """A copy of a rigid transform file with its translation moved by ``shift_mm`` (a deliberately wrong pose)."""
+    tx = ants.read_transform(str(transform))
+    p = np.asarray(tx.parameters, float).copy()
+    p[9:12] += shift_mm
+    tx.set_parameters(p)
+    ants.write_transform(tx, str(path))
+    return path
+
+
+def test_second_start_agrees_with_a_good_registration_and_flags_a_wrong_pose(tmp_path):
+    fixed, moving = phantom(), phantom(origin=(7.0, -5.0, 3.0))
+    mask = fixed.new_image_like((fixed.numpy() > 0).astype("float32"))
+    reg = registration.register(fixed, moving, "Rigid", out_prefix=tmp_path / "r_", seed=2)
+    good = registration.second_start(fixed, moving, reg["fwdtransforms"][0], distance_mask=mask, seed=2)
+    assert good["second_start_mm"] < 0.5 and not good["doubtful"]
+    # the same images with the pose 4 mm off: the second start lands ~4 mm from it
+    wrong = _shifted(reg["fwdtransforms"][0], tmp_path / "wrong.mat", np.array([4.0, 0.0, 0.0]))
+    bad = registration.second_start(fixed, moving, wrong, distance_mask=mask, seed=2)
+    assert bad["doubtful"] and 3.5 < bad["second_start_mm"] < 4.5
+    assert registration.transform_distance(reg["fwdtransforms"][0], wrong, mask) == pytest.approx(4.0, abs=1e-6)
+
+
+def test_load_canonical_gives_the_same_array_for_any_voxel_order(tmp_path):
+    import nibabel as nib
+
+    from sfc.simulate import storage
+
+    data = np.asarray(phantom().numpy(), dtype=np.float32)
+    affine = np.diag([-2.0, 2.0, 2.0, 1.0])  # LAS, as the generator and many converters write
+    affine[:3, 3] = [40.0, -44.0, -36.0]
+    las = nib.Nifti1Image(data, affine)
+    las.header.set_xyzt_units("mm")
+    loaded = {}
+    for codes in ("LAS", "LPS", "RAS", "PIL"):
+        path = tmp_path / f"{codes}.nii.gz"
+        nib.save(storage.reorient(las, codes), path)
+        loaded[codes] = registration.load_canonical(path)
+    ref = loaded["RAS"]
+    for codes, img in loaded.items():
+        np.testing.assert_array_equal(img.numpy(), ref.numpy(), err_msg=codes)
+        np.testing.assert_allclose(img.origin, ref.origin, err_msg=codes)
+        np.testing.assert_allclose(img.direction, ref.direction, err_msg=codes)

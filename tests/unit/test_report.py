@@ -105,3 +105,21 @@ def test_report_without_classification_site_or_significant_regions_says_so(tmp_p
     assert "No participant was excluded" in page
     for src in __import__("re").findall(r'src="data:image/png;base64,([^"]+)"', page):
         assert base64.b64decode(src)[:4] == b"\x89PNG"
+
+
+def test_qc_table_flags_a_doubtful_registration_whatever_the_cohort(tmp_path):
+    # six subjects, one whose BOLD -> T1w second start landed 4.2 mm away: flagged, with the distance,
+    # although its other numbers are ordinary (robust z alone would not catch a shared bad pose)
+    units = []
+    for k in range(6):
+        path = tmp_path / f"sub-{k}_desc-boldtot1w_qc.tsv"
+        doubtful = k == 3
+        pd.DataFrame([{"bold_t1w_second_start_mm": 4.2 if doubtful else 0.05 + 0.01 * k,
+                       "bold_t1w_registration_doubtful": doubtful}]).to_csv(path, sep="\t", index=False)
+        units.append(report.Unit(participant_id=f"sub-{k}", subject=str(k), session=None, source_dir=str(tmp_path),
+                                 qc_tables=[str(path)]))
+    spec = report.ReportSpec(output_dir=str(tmp_path), participants="", atlases=["HOA"], methods=["spearman"],
+                             groups=["A"], units=units)
+    table = report.qc_table(spec, pd.DataFrame(), None).set_index("participant_id")
+    assert table["outlier"].sum() == 1 and table.loc["sub-3", "outlier"]
+    assert "converged 4.2 mm away" in table.loc["sub-3", "outlier_measures"]

@@ -22,6 +22,7 @@ rule func_preprocess:
         dseg=FUNC_PRE["dseg"],
         confounds=FUNC_PRE["confounds"],
         xfm=FUNC_PRE["xfm"],
+        register=FUNC_PRE["register"],
     log:
         paths.subject_file(LOGS, "func", "func_preprocess.log", "{subject}", SES),
     benchmark:

@@ -26,6 +26,8 @@ FUNC_PRE = {
     "dseg": func_file("space-bold_dseg.nii.gz"),
     "confounds": func_file("desc-confounds_timeseries.tsv"),
     "xfm": func_file("from-bold_to-T1w_0GenericAffine.mat"),
+    # BOLD -> T1w check (sfc.func.check_coregistration), a row of the report's QC table
+    "register": paths.subject_file(OUT, "qc", "task-rest_desc-boldtot1w_qc.tsv", "{subject}", SES),
 }
 FUNC_QC = sfc_func.qc_files(OUT, "{subject}", SES)
 

@@ -26,7 +26,9 @@ REPORT_QC_IMAGES = (
 REPORT_QC_TABLES = (
     []
     if CONNECTOME_INPUT
-    else [DWI_QC["summary"]] + ([FUNC_QC["summary"]] if FUNC_ROUTE is not None else [])
+    else [DWI_QC["summary"]]
+    + ([FUNC_QC["summary"]] if FUNC_ROUTE is not None else [])
+    + ([FUNC_PRE["register"]] if FUNC_ROUTE == "bids" else [])
 )
 REPORT_UNITS = [
     dict(

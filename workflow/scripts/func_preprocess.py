@@ -5,6 +5,7 @@ import os
 os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = str(snakemake.threads)  # before antspyx loads
 
 import nibabel as nib  # noqa: E402
+import pandas as pd  # noqa: E402
 
 from sfc import func, io  # noqa: E402
 from sfc.logs import script_logger  # noqa: E402
@@ -30,5 +31,6 @@ nib.save(pre.corrected, snakemake.output.bold)
 nib.save(pre.reference, snakemake.output.boldref)
 nib.save(pre.dseg, snakemake.output.dseg)
 io.write_tsv(snakemake.output.confounds, pre.confounds)
+io.write_tsv(snakemake.output.register, pd.DataFrame([pre.registration_check]))
 log.info("wrote %s (%d volumes, %d confound columns)", snakemake.output.bold, pre.corrected.shape[3],
          pre.confounds.shape[1])

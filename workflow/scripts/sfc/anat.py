@@ -177,7 +177,8 @@ def preprocess_t1(t1, template: Template, out_t1, out_mask, out_brain, out_prefi
         mask), ``brain_volume_ml``, ``transform``, ``template``.
     """
     ants = registration._ants()
-    img = registration.load(t1).clone("float")
+    # RAS+ voxel order first: the registration must not depend on how the T1w is stored
+    img = (registration.load_canonical(t1) if isinstance(t1, (str, os.PathLike)) else registration.load(t1)).clone("float")
     if img.dimension != 3:
         raise InputError(t1, f"T1w image is {img.dimension}-D", "give a single 3-D T1-weighted volume")
     rough = ants.get_mask(img)

@@ -414,8 +414,15 @@ def check_tracking(info: DwiInfo, algorithm: str = "iFOD2", lmax: int | None = N
 # --------------------------------------------------------------------------------------
 
 def import_dwi(dwi, bval, bvec, out_mif, *, log=None, nthreads: int = 1) -> str:
-    """``mrconvert -fslgrad`` into MRtrix format (gradients carried in the header), float32."""
-    mrtrix.run(["mrconvert", dwi, "-fslgrad", bvec, bval, "-datatype", "float32", out_mif],
+    """``mrconvert -fslgrad`` into MRtrix format (gradients carried in the header), float32, RAS+.
+
+    ``-strides +1,+2,+3,+4`` stores the voxels in RAS+ order whatever order the file has (the
+    gradients are in scanner coordinates in the header, so they follow): every later image on
+    the DWI grid (mean b0, mask, atlas nodes) is then the same array for any storage of the same
+    scan, and so is the T1w -> DWI registration (see ``registration.load_canonical``).
+    """
+    mrtrix.run(["mrconvert", dwi, "-fslgrad", bvec, bval, "-datatype", "float32", "-strides", "+1,+2,+3,+4",
+                out_mif],
                log=log, nthreads=nthreads)
     return os.fspath(out_mif)
 
@@ -727,10 +734,26 @@ def register_t1_to_dwi(mean_b0, t1_brain, out_prefix, *, dwi_mask=None, seed: in
     """
     from . import registration
 
+    return registration.register(_masked_b0(mean_b0, dwi_mask), t1_brain, "Rigid", out_prefix=out_prefix,
+                                 seed=seed, quick=quick)
+
+
+def _masked_b0(mean_b0, dwi_mask):
+    from . import registration
+
     b0 = registration.load(mean_b0)
-    if dwi_mask is not None:
-        b0 = b0 * registration.load(dwi_mask).clone("float")
-    return registration.register(b0, t1_brain, "Rigid", out_prefix=out_prefix, seed=seed, quick=quick)
+    return b0 if dwi_mask is None else b0 * registration.load(dwi_mask).clone("float")
+
+
+def check_t1_to_dwi(mean_b0, t1_brain, transform, dwi_mask, *, seed: int = 42) -> dict:
+    """:func:`sfc.registration.second_start` for :func:`register_t1_to_dwi`'s result.
+
+    Returns ``{"second_start_mm": ..., "doubtful": ...}`` (distance over the DWI brain mask).
+    """
+    from . import registration
+
+    return registration.second_start(_masked_b0(mean_b0, dwi_mask), t1_brain, transform, distance_mask=dwi_mask,
+                                     seed=seed)
 
 
 def atlas_to_dwi(atlas, reference, transforms, invert, table_index, out_nodes, *, mask=None) -> np.ndarray:

@@ -387,6 +387,24 @@ def coregister_to_t1w(bold_reference, t1w, out_prefix, seed: int = 42, t1w_mask=
     return res["fwdtransforms"]
 
 
+def check_coregistration(bold_reference, t1w, transform, seed: int = 42, t1w_mask=None) -> dict:
+    """:func:`sfc.registration.second_start` for :func:`coregister_to_t1w`'s result (same metric and mask).
+
+    Returns the QC row ``{"bold_t1w_second_start_mm", "bold_t1w_registration_doubtful"}``: the distance (mm, over
+    the T1w brain mask) between the BOLD -> T1w transform and a second start's.
+    """
+    from . import registration
+
+    fixed = _to_ants(t1w)
+    mask = _to_ants(t1w_mask) if t1w_mask is not None else registration._ants().get_mask(fixed)
+    res = registration.second_start(fixed, _to_ants(bold_reference), transform, distance_mask=mask, seed=seed,
+                                    fixed_mask=None if t1w_mask is None else mask)
+    if res["doubtful"]:
+        log.warning("BOLD -> T1w registration doubtful: a second start converged %.2f mm away (threshold %.1f mm)",
+                    res["second_start_mm"], registration.DOUBTFUL_MM)
+    return {"bold_t1w_second_start_mm": res["second_start_mm"], "bold_t1w_registration_doubtful": res["doubtful"]}
+
+
 def atlas_to_bold(labels, bold_reference, bold_to_t1w, t1w_from_template=(), t1w_from_template_invert=()):
     """Bring a label image (atlas in MNI, or a T1w segmentation) onto the BOLD grid.
 
@@ -514,6 +532,7 @@ class Preprocessed:
     confounds: pd.DataFrame  # fMRIPrep-named columns, one row per kept-after-dummy volume
     dseg: nib.Nifti1Image  # T1w tissue segmentation on the BOLD grid
     bold_to_t1w: list  # transform files (see coregister_to_t1w)
+    registration_check: dict = field(default_factory=dict)  # check_coregistration's QC row
 
 
 def preprocess(bold_path, t1w, dseg, xfm_prefix, dummy_volumes: int = 0, seed: int = 42,
@@ -546,15 +565,18 @@ def preprocess(bold_path, t1w, dseg, xfm_prefix, dummy_volumes: int = 0, seed: i
     t1w_mask : optional
         Brain mask for the coregistration metric.
     """
-    img = drop_dummy_volumes(load_bold(bold_path), dummy_volumes, bold_path)
+    # RAS+ voxel order (an exact reordering): motion correction and the BOLD -> T1w registration
+    # then see the same arrays for any storage of the scan (registration.load_canonical)
+    img = drop_dummy_volumes(nib.as_closest_canonical(load_bold(bold_path)), dummy_volumes, bold_path)
     log.info("%s: %d volumes after dropping %d dummy volume(s)", bold_path, img.shape[3], dummy_volumes)
     mc = motion_correct(img, seed=seed, fd_radius=fd_radius)
     log.info("motion: mean FD %.3f mm, max %.3f mm", mc.fd[1:].mean() if len(mc.fd) > 1 else 0, mc.fd.max())
     xfm = coregister_to_t1w(mc.reference, t1w, xfm_prefix, seed=seed, t1w_mask=t1w_mask)
+    check = check_coregistration(mc.reference, t1w, xfm[0], seed=seed, t1w_mask=t1w_mask)
     dseg_bold = atlas_to_bold(dseg_from_5tt(dseg), mc.reference, xfm)
     tissue = tissue_signals(mc.corrected, dseg_bold, wm_labels=wm_labels, csf_labels=csf_labels)
     table = conf.confounds_table(mc.parameters, fd_radius=fd_radius, **tissue)
-    return Preprocessed(mc.corrected, mc.reference, table, dseg_bold, xfm)
+    return Preprocessed(mc.corrected, mc.reference, table, dseg_bold, xfm, check)
 
 
 # --- parcellation -------------------------------------------------------------------------------

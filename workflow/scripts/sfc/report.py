@@ -289,6 +289,13 @@ def matrix_qc(units, atlas: str, weight: str) -> tuple[pd.DataFrame, dict]:
     return pd.DataFrame(rows), mats
 
 
+def registration_threshold_mm() -> float:
+    """The second-start distance above which a registration is flagged (sfc.registration.DOUBTFUL_MM)."""
+    from .registration import DOUBTFUL_MM
+
+    return DOUBTFUL_MM
+
+
 def qc_table(spec: ReportSpec, matrix_measures: pd.DataFrame, sfc: pd.DataFrame | None) -> pd.DataFrame:
     """All QC measures per unit with the outlier flag (any measure with ``|robust z| > 3.5``)."""
     frames = []
@@ -318,6 +325,14 @@ def qc_table(spec: ReportSpec, matrix_measures: pd.DataFrame, sfc: pd.DataFrame 
         z = robust_z(table[c])
         for i in np.nonzero(np.abs(z) > 3.5)[0]:
             flags[i].append(f"{c} (z={z[i]:+.1f})")
+    # a registration whose second start lands elsewhere (sfc.registration.second_start) is flagged
+    # whatever the rest of the cohort looks like: a whole cohort can share one bad setting
+    for c in [c for c in table.columns if c.endswith("registration_doubtful")]:
+        distance = c.replace("registration_doubtful", "second_start_mm")
+        for i, value in enumerate(table[c]):
+            if str(value).strip().lower() == "true":
+                mm = table[distance].iloc[i] if distance in table else float("nan")
+                flags[i].append(f"{c} (a second start converged {float(mm):.1f} mm away)")
     table["outlier"] = [bool(f) for f in flags]
     table["outlier_measures"] = ["; ".join(f) for f in flags]
     return table.sort_values(["outlier", "participant_id"], ascending=[False, True]).reset_index(drop=True)
@@ -330,7 +345,10 @@ def qc_section(page: Page, spec: ReportSpec, sfc_first: pd.DataFrame | None) -> 
     parts = ["<h3>QC measures</h3>",
              note("One row per subject; click a column header to sort. Rows flagged as outliers "
                   "(highlighted) have at least one measure more than 3.5 robust SD (median absolute "
-                  f"deviation) from the cohort median. Matrix measures are computed on atlas {esc(atlas)}: "
+                  "deviation) from the cohort median, or a T1w -> DWI or BOLD -> T1w registration that a "
+                  "second start, 4 mm and 4 degrees away, did not reproduce within "
+                  f"{registration_threshold_mm():.1f} mm (<code>*_registration_doubtful</code>). "
+                  f"Matrix measures are computed on atlas {esc(atlas)}: "
                   "SC density and total strength, mean FC, and the correlation of the subject's SC "
                   "(log) and FC with the cohort mean (similarity). sfc_mean: mean regional SFC "
                   f"({esc(spec.methods[0])})."),

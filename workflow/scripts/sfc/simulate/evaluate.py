@@ -92,6 +92,30 @@ def label_agreement(estimate: np.ndarray, truth: np.ndarray, affine: np.ndarray,
             "regions_found": float(common.sum() / max(present.sum(), 1))}
 
 
+def on_grid(labels: nib.Nifti1Image, reference: nib.Nifti1Image) -> np.ndarray:
+    """``labels`` read at ``reference``'s voxel centres (world coordinates, nearest neighbour; 0 outside)."""
+    from .images import grid_points
+
+    xyz = grid_points(reference.shape[:3], reference.affine)
+    inv = np.linalg.inv(labels.affine)
+    vox = np.rint(xyz @ inv[:3, :3].T + inv[:3, 3]).astype(int)
+    inside = np.all((vox >= 0) & (vox < np.array(labels.shape[:3])), axis=1)
+    out = np.zeros(len(xyz), np.int64)
+    out[inside] = np.asarray(labels.dataobj)[tuple(vox[inside].T)]
+    return out.reshape(reference.shape[:3])
+
+
+def world_label_agreement(estimate: nib.Nifti1Image, reference: nib.Nifti1Image, n_regions: int) -> dict:
+    """:func:`label_agreement` of two label images on different grids, compared in world space.
+
+    ``estimate`` is read at ``reference``'s voxel centres. Grids that share voxel centres (one
+    image stored in two voxel orders) compare exactly; between a grid and an oblique one the
+    nearest-neighbour reading itself costs Dice (measure that floor with two true label images).
+    """
+    return label_agreement(on_grid(estimate, reference), np.asarray(reference.dataobj).astype(np.int64),
+                           reference.affine, n_regions)
+
+
 def evaluate_subject(output_dir, truth_dir, subject: str, atlases, motion: bool = True) -> dict:
     """Agreement of one subject's workflow outputs with the truth (see the module docstring).
 
