@@ -82,7 +82,13 @@ REPORT = {"report"} if (REPO / "workflow" / "rules" / "report.smk").is_file() el
 DICE_MIN = {"BNA246": 0.65, "HOA": 0.72}
 CENTROID_MAX_MM = 2.5
 SC_RHO_MIN = {"BNA246": 0.3, "HOA": 0.5}
-MOTION_R_MIN = 0.9
+# Motion: small rotations (sd ~0.0015 rad) are estimated from a random 30 % sample of voxels, so
+# which voxels are sampled moves r by a few hundredths (sfc.func.motion_correct). Reordering the
+# BOLD to RAS+ before motion correction (storage invariance) drew other samples: demo of
+# 2026-12-07, 12 subjects, 0.934-0.999; this module's 8 subjects, lowest 0.896 (sub-008 rot_z);
+# the storage test's oblique copy 0.895 before that change. 0.85 sits below that spread and far
+# above a wrong axis or sign (r ~0 or negative).
+MOTION_R_MIN = 0.85
 FC_RHO_MIN = {"BNA246": 0.1, "HOA": 0.2}
 JOB = re.compile(r"^(?:local)?rule (\w+):\n((?:    .*\n?)*)", re.M)
 
