@@ -16,7 +16,7 @@ import pytest
 from scipy import ndimage
 
 from sfc import confounds as conf
-from sfc import func, io
+from sfc import func, io, registration
 from sfc.errors import InputError
 
 os.environ.setdefault("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", "1")
@@ -96,7 +96,7 @@ def test_rigid_parameters_are_those_of_the_volume_to_reference_transform():
     # volume (moving) to the reference (fixed) returns T = M^-1 in LPS about an arbitrary centre c.
     s = np.diag([-1.0, -1.0, 1.0])
     angles = np.array([0.02, -0.01, 0.015])
-    r = func.rotation_matrix(angles)
+    r = registration.rotation_matrix(angles)
     d = np.array([0.5, -1.2, 0.8])
     o = np.array([2.0, -18.0, 10.0])
     m = np.eye(4)
@@ -122,7 +122,7 @@ def _textured_head(shape=(28, 28, 18), seed=0):
 def _move(vol, affine, angles, d, origin):
     """Volume t of a moving head, as sfc.simulate.images makes it: at scanner point y it shows the
     motion-free content at M y = R (y - o) + o + d."""
-    r = func.rotation_matrix(angles)
+    r = registration.rotation_matrix(angles)
     a, b = affine[:3, :3], affine[:3, 3]
     inv_a = np.linalg.inv(a)
     # out voxel v -> y = a v + b -> M y -> input voxel a^-1 (M y - b)
@@ -352,8 +352,6 @@ def test_real_15_volume_bold_refuses_default_bandpass_with_clear_message():
 @needs_real_bold
 def test_real_bold_parcellated_with_registered_atlas_gives_plausible_fc(tmp_path):
     from nilearn.image import resample_to_img
-
-    from sfc import registration
 
     atlas_path = SHARED / "atlases" / "bna246" / "BN_Atlas_246_2mm.nii.gz"
     template_path = SHARED / "templates" / "mni152-fsl" / "MNI152_T1_1mm_brain.nii.gz"

@@ -3,7 +3,7 @@
 
 import pandas as pd
 
-from sfc import dwi, io, registration
+from sfc import dwi, io
 from sfc.logs import script_logger
 
 log = script_logger(snakemake.log[0])
@@ -12,11 +12,6 @@ suffix = "0GenericAffine.mat"
 reg = dwi.register_t1_to_dwi(inp.b0, inp.t1_brain, snakemake.output.xfm[: -len(suffix)], dwi_mask=inp.mask,
                              seed=snakemake.params.seed)
 qc = dwi.registration_qc(inp.b0, inp.mask, inp.t1_brain, inp.t1_mask, reg["fwdtransforms"])
-check = dwi.check_t1_to_dwi(inp.b0, inp.t1_brain, reg["fwdtransforms"][0], inp.mask, seed=snakemake.params.seed)
-qc.update(second_start_mm=check["second_start_mm"], registration_doubtful=check["doubtful"])
-if check["doubtful"]:
-    log.warning("T1w -> DWI registration doubtful: a second start converged %.2f mm away (threshold %.1f mm); "
-                "look at the atlas-over-b0 picture in sub-*/qc before using this subject",
-                check["second_start_mm"], registration.DOUBTFUL_MM)
+qc.update(dwi.check_t1_to_dwi(inp.b0, inp.t1_brain, reg["fwdtransforms"][0], inp.mask, seed=snakemake.params.seed))
 io.write_tsv(snakemake.output.qc, pd.DataFrame([qc]))
 log.info("T1w -> DWI: %s", qc)

@@ -746,14 +746,20 @@ def _masked_b0(mean_b0, dwi_mask):
 
 
 def check_t1_to_dwi(mean_b0, t1_brain, transform, dwi_mask, *, seed: int = 42) -> dict:
-    """:func:`sfc.registration.second_start` for :func:`register_t1_to_dwi`'s result.
+    """:func:`sfc.registration.second_start` for :func:`register_t1_to_dwi`'s result (same inputs).
 
-    Returns ``{"second_start_mm": ..., "doubtful": ...}`` (distance over the DWI brain mask).
+    Returns the QC row ``{"second_start_mm", "registration_doubtful"}`` (distance over the DWI
+    brain mask) and logs a warning when the registration is doubtful.
     """
     from . import registration
 
-    return registration.second_start(_masked_b0(mean_b0, dwi_mask), t1_brain, transform, distance_mask=dwi_mask,
-                                     seed=seed)
+    res = registration.second_start(_masked_b0(mean_b0, dwi_mask), t1_brain, transform, distance_mask=dwi_mask,
+                                    seed=seed)
+    if res["doubtful"]:
+        logger.warning("T1w -> DWI registration doubtful: a second start converged %.2f mm away (threshold %.1f mm); "
+                       "look at the atlas-over-b0 picture in sub-*/qc before using this subject",
+                       res["second_start_mm"], registration.DOUBTFUL_MM)
+    return {"second_start_mm": res["second_start_mm"], "registration_doubtful": res["doubtful"]}
 
 
 def atlas_to_dwi(atlas, reference, transforms, invert, table_index, out_nodes, *, mask=None) -> np.ndarray:

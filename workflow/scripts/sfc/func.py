@@ -193,21 +193,12 @@ LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
 
 
 def euler_angles(rotation) -> np.ndarray:
-    """Angles (rad) about x, y, z of ``R = Rz(g) @ Ry(b) @ Rx(a)``."""
+    """Angles (rad) about x, y, z of ``R = Rz(g) @ Ry(b) @ Rx(a)`` (inverse of ``registration.rotation_matrix``)."""
     r = np.asarray(rotation, float)
     a = np.arctan2(r[2, 1], r[2, 2])
     b = -np.arcsin(np.clip(r[2, 0], -1, 1))
     g = np.arctan2(r[1, 0], r[0, 0])
     return np.array([a, b, g])
-
-
-def rotation_matrix(angles) -> np.ndarray:
-    """``Rz(g) @ Ry(b) @ Rx(a)`` for ``angles = (a, b, g)`` in radians (inverse of :func:`euler_angles`)."""
-    a, b, g = angles
-    rx = np.array([[1, 0, 0], [0, np.cos(a), -np.sin(a)], [0, np.sin(a), np.cos(a)]])
-    ry = np.array([[np.cos(b), 0, np.sin(b)], [0, 1, 0], [-np.sin(b), 0, np.cos(b)]])
-    rz = np.array([[np.cos(g), -np.sin(g), 0], [np.sin(g), np.cos(g), 0], [0, 0, 1]])
-    return rz @ ry @ rx
 
 
 def rigid_parameters(matrix, translation, center, origin) -> np.ndarray:
@@ -236,7 +227,7 @@ def rigid_parameters(matrix, translation, center, origin) -> np.ndarray:
     -------
     numpy.ndarray, shape (6,)
         ``trans_x, trans_y, trans_z`` (mm, RAS) and ``rot_x, rot_y, rot_z``
-        (rad; ``R = Rz Ry Rx``, :func:`rotation_matrix`).
+        (rad; ``R = Rz Ry Rx``, :func:`sfc.registration.rotation_matrix`).
     """
     a = np.asarray(matrix, float).reshape(3, 3)
     c = np.asarray(center, float)

@@ -330,6 +330,15 @@ def dice(a, b) -> float:
 DOUBTFUL_MM = 1.0
 
 
+def rotation_matrix(angles) -> np.ndarray:
+    """``Rz(g) @ Ry(b) @ Rx(a)`` for ``angles = (a, b, g)`` in radians (``sfc.func.euler_angles`` inverts it)."""
+    a, b, g = angles
+    rx = np.array([[1, 0, 0], [0, np.cos(a), -np.sin(a)], [0, np.sin(a), np.cos(a)]])
+    ry = np.array([[np.cos(b), 0, np.sin(b)], [0, 1, 0], [-np.sin(b), 0, np.cos(b)]])
+    rz = np.array([[np.cos(g), -np.sin(g), 0], [np.sin(g), np.cos(g), 0], [0, 0, 1]])
+    return rz @ ry @ rx
+
+
 def rigid_points(transform, points_lps) -> np.ndarray:
     """Apply an ITK rigid/affine transform file (``0GenericAffine.mat``) to ITK (LPS) points (N x 3)."""
     ants = _ants()
@@ -377,12 +386,8 @@ def second_start(fixed, moving, transform, *, distance_mask, seed: int = 42, off
     f, m = load(fixed), load(moving)
     fixed_com = np.asarray(ants.get_center_of_mass(f), float)
     moving_com = np.asarray(ants.get_center_of_mass(m), float)
-    a = np.deg2rad(rotation_deg)
-    rx = np.array([[1, 0, 0], [0, np.cos(a), -np.sin(a)], [0, np.sin(a), np.cos(a)]])
-    ry = np.array([[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]])
-    rz = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]])
     start = ants.create_ants_transform(transform_type="AffineTransform", dimension=3,
-                                       matrix=rz @ ry @ rx, center=fixed_com,
+                                       matrix=rotation_matrix(np.deg2rad([rotation_deg] * 3)), center=fixed_com,
                                        translation=moving_com - fixed_com + offset_mm / np.sqrt(3))
     with tempfile.TemporaryDirectory(prefix="sfc_start2_") as tmp:
         init = os.path.join(tmp, "start.mat")

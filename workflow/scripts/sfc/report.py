@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from . import paths, plotting
+from .registration import DOUBTFUL_MM
 
 NA = ["n/a", "nan", "NaN", ""]
 
@@ -289,13 +290,6 @@ def matrix_qc(units, atlas: str, weight: str) -> tuple[pd.DataFrame, dict]:
     return pd.DataFrame(rows), mats
 
 
-def registration_threshold_mm() -> float:
-    """The second-start distance above which a registration is flagged (sfc.registration.DOUBTFUL_MM)."""
-    from .registration import DOUBTFUL_MM
-
-    return DOUBTFUL_MM
-
-
 def qc_table(spec: ReportSpec, matrix_measures: pd.DataFrame, sfc: pd.DataFrame | None) -> pd.DataFrame:
     """All QC measures per unit with the outlier flag (any measure with ``|robust z| > 3.5``)."""
     frames = []
@@ -347,7 +341,7 @@ def qc_section(page: Page, spec: ReportSpec, sfc_first: pd.DataFrame | None) -> 
                   "(highlighted) have at least one measure more than 3.5 robust SD (median absolute "
                   "deviation) from the cohort median, or a T1w -> DWI or BOLD -> T1w registration that a "
                   "second start, 4 mm and 4 degrees away, did not reproduce within "
-                  f"{registration_threshold_mm():.1f} mm (<code>*_registration_doubtful</code>). "
+                  f"{DOUBTFUL_MM:.1f} mm (<code>*_registration_doubtful</code>). "
                   f"Matrix measures are computed on atlas {esc(atlas)}: "
                   "SC density and total strength, mean FC, and the correlation of the subject's SC "
                   "(log) and FC with the cohort mean (similarity). sfc_mean: mean regional SFC "

@@ -56,13 +56,18 @@ def true_labels_on_grid(reference: nib.Nifti1Image, transform, atlas_img: nib.Ni
     from .images import grid_points
 
     shape = reference.shape[:3]
-    x = transform.to_mni(grid_points(shape, reference.affine))
-    inv = np.linalg.inv(atlas_img.affine)
-    vox = np.rint(x @ inv[:3, :3].T + inv[:3, 3]).astype(int)
-    inside = np.all((vox >= 0) & (vox < np.array(atlas_img.shape[:3])), axis=1)
-    values = np.zeros(len(x), np.int64)
-    values[inside] = np.asarray(atlas_img.dataobj)[tuple(vox[inside].T)]
+    values = _labels_at(atlas_img, transform.to_mni(grid_points(shape, reference.affine)))
     return relabel_to_table(values.reshape(shape), table_index)
+
+
+def _labels_at(labels: nib.Nifti1Image, xyz: np.ndarray) -> np.ndarray:
+    """Values of ``labels`` at world points ``xyz`` (N x 3), nearest neighbour, 0 outside its grid."""
+    inv = np.linalg.inv(labels.affine)
+    vox = np.rint(xyz @ inv[:3, :3].T + inv[:3, 3]).astype(int)
+    inside = np.all((vox >= 0) & (vox < np.array(labels.shape[:3])), axis=1)
+    values = np.zeros(len(xyz), np.int64)
+    values[inside] = np.asarray(labels.dataobj)[tuple(vox[inside].T)]
+    return values
 
 
 def label_agreement(estimate: np.ndarray, truth: np.ndarray, affine: np.ndarray, n_regions: int) -> dict:
@@ -96,13 +101,7 @@ def on_grid(labels: nib.Nifti1Image, reference: nib.Nifti1Image) -> np.ndarray:
     """``labels`` read at ``reference``'s voxel centres (world coordinates, nearest neighbour; 0 outside)."""
     from .images import grid_points
 
-    xyz = grid_points(reference.shape[:3], reference.affine)
-    inv = np.linalg.inv(labels.affine)
-    vox = np.rint(xyz @ inv[:3, :3].T + inv[:3, 3]).astype(int)
-    inside = np.all((vox >= 0) & (vox < np.array(labels.shape[:3])), axis=1)
-    out = np.zeros(len(xyz), np.int64)
-    out[inside] = np.asarray(labels.dataobj)[tuple(vox[inside].T)]
-    return out.reshape(reference.shape[:3])
+    return _labels_at(labels, grid_points(reference.shape[:3], reference.affine)).reshape(reference.shape[:3])
 
 
 def world_label_agreement(estimate: nib.Nifti1Image, reference: nib.Nifti1Image, n_regions: int) -> dict:

@@ -50,6 +50,7 @@ from scipy.stats import gamma
 
 from .. import paths
 from ..io import write_tsv
+from ..registration import rotation_matrix
 from . import brain
 from .connectome import (DEMO_SIZES, BrainParams, CohortModel, Effects, build_model, planted_table,
                          simulate_subject, write_matrix_fast)
@@ -146,14 +147,6 @@ def _sample(volume: np.ndarray, affine: np.ndarray, points_mm: np.ndarray, order
 
 # --------------------------------------------------------------------------- transforms
 
-def _rotation(angles_rad) -> np.ndarray:
-    ax, ay, az = angles_rad
-    rx = np.array([[1, 0, 0], [0, np.cos(ax), -np.sin(ax)], [0, np.sin(ax), np.cos(ax)]])
-    ry = np.array([[np.cos(ay), 0, np.sin(ay)], [0, 1, 0], [-np.sin(ay), 0, np.cos(ay)]])
-    rz = np.array([[np.cos(az), -np.sin(az), 0], [np.sin(az), np.cos(az), 0], [0, 0, 1]])
-    return rz @ ry @ rx
-
-
 @dataclass
 class SubjectTransform:
     """Scanner (subject) coordinates -> MNI: ``x = A y + u(y)``.
@@ -228,7 +221,7 @@ def load_transform(truth_dir, subject: str, scan: str = "T1w") -> SubjectTransfo
 
 
 def random_transform(rng: np.random.Generator, p: ImageParams) -> SubjectTransform:
-    rot = _rotation(np.deg2rad(rng.normal(0, p.rotation_deg, 3)))
+    rot = rotation_matrix(np.deg2rad(rng.normal(0, p.rotation_deg, 3)))
     trans = rng.normal(0, p.translation_mm, 3)
     # head centre placed near the scanner isocentre, with the drawn pose
     centre = MNI_BRAIN_CENTRE
@@ -251,7 +244,7 @@ def random_transform(rng: np.random.Generator, p: ImageParams) -> SubjectTransfo
 
 def random_rigid(rng: np.random.Generator, rot_deg: float, trans_mm: float) -> np.ndarray:
     m = np.eye(4)
-    m[:3, :3] = _rotation(np.deg2rad(rng.normal(0, rot_deg, 3)))
+    m[:3, :3] = rotation_matrix(np.deg2rad(rng.normal(0, rot_deg, 3)))
     m[:3, 3] = rng.normal(0, trans_mm, 3)
     return m
 
@@ -509,7 +502,7 @@ def motion_parameters(rng: np.random.Generator, n: int, p: ImageParams) -> np.nd
 
 def _rigid_matrix(params6, centre) -> np.ndarray:
     m = np.eye(4)
-    m[:3, :3] = _rotation(params6[3:])
+    m[:3, :3] = rotation_matrix(params6[3:])
     m[:3, 3] = centre - m[:3, :3] @ centre + params6[:3]
     return m
 

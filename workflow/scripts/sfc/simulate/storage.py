@@ -28,6 +28,8 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from ..registration import rotation_matrix
+
 AXES = "ijk"
 
 
@@ -45,20 +47,11 @@ def reorient(img: nib.Nifti1Image, axcodes: str) -> nib.Nifti1Image:
     return _with_header(out, img)
 
 
-def rotation(angles_deg) -> np.ndarray:
-    """3x3 rotation about x, then y, then z (degrees)."""
-    ax, ay, az = np.deg2rad(np.asarray(angles_deg, float))
-    rx = np.array([[1, 0, 0], [0, np.cos(ax), -np.sin(ax)], [0, np.sin(ax), np.cos(ax)]])
-    ry = np.array([[np.cos(ay), 0, np.sin(ay)], [0, 1, 0], [-np.sin(ay), 0, np.cos(ay)]])
-    rz = np.array([[np.cos(az), -np.sin(az), 0], [np.sin(az), np.cos(az), 0], [0, 0, 1]])
-    return rz @ ry @ rx
-
-
 def oblique_affine(affine, shape, angles_deg) -> np.ndarray:
     """``affine`` with its grid rotated by ``angles_deg`` about the grid centre (world frame)."""
     a = np.asarray(affine, float)
     centre = a[:3, :3] @ ((np.asarray(shape[:3]) - 1) / 2.0) + a[:3, 3]
-    r = rotation(angles_deg)
+    r = rotation_matrix(np.deg2rad(np.asarray(angles_deg, float)))
     out = np.eye(4)
     out[:3, :3] = r @ a[:3, :3]
     out[:3, 3] = r @ (a[:3, 3] - centre) + centre
