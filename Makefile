@@ -58,9 +58,10 @@ demo: demo-images demo-study
 	@echo "                             demo/study/truth/planted.tsv)"
 
 # Part 1: 12 synthetic subjects from images (T1w, DWI, BOLD) through every rule.
+# Its fast settings (config/demo.yaml) go on top of the real-data defaults (config/config.yaml).
 demo-images: setup
-	$(SNAKEMAKE) simulate_demo
-	$(SNAKEMAKE)
+	$(SNAKEMAKE) simulate_demo --configfile config/demo.yaml
+	$(SNAKEMAKE) --configfile config/demo.yaml
 	$(BIN)/python -m sfc.simulate evaluate results demo/truth --out results/group/demo_truth_agreement.tsv
 
 # Part 2: the study's 308 subjects at the connectome level (generator preset `study`, three sites),
@@ -77,4 +78,4 @@ test: setup
 	$(BIN)/python -m pytest
 
 lint: setup
-	$(BIN)/snakemake --lint
+	$(BIN)/snakemake --lint --configfile config/demo.yaml

@@ -39,14 +39,25 @@ SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
 ATLASES = ["BNA246", "HOA"]
 
 
+DEMO_PRESET = REPO / "config" / "demo.yaml"
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for key, value in extra.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
 def load_config(overrides: Path | None = None) -> dict:
-    """config/config.yaml with the benchmark's own config file on top (as Snakemake merges them)."""
+    """config/config.yaml, the demo preset (config/demo.yaml, as `make demo` runs) and the
+    benchmark's own config file on top (as Snakemake merges them)."""
     import yaml
 
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    extra = yaml.safe_load(Path(overrides).read_text()) if overrides else {}
-    for key, value in extra.items():
-        config[key] = {**config[key], **value} if isinstance(value, dict) and key in config else value
+    for layer in (DEMO_PRESET, overrides):
+        if layer:
+            config = _merge(config, yaml.safe_load(Path(layer).read_text()) or {})
     return config
 
 
@@ -361,7 +372,8 @@ def main() -> None:
         # as `make demo` runs it: the local profile (its scheduling settings) on 2 cores
         return [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(out.parent), "--profile",
                 str(REPO / "profiles" / "local"), "--cores", "2",
-                "--configfile", str(configfile), "--config", f"output_dir={out}", "--", *targets(str(out), sub)]
+                "--configfile", str(DEMO_PRESET), str(configfile), "--config", f"output_dir={out}", "--",
+                *targets(str(out), sub)]
 
     def plain_cmd(out):
         return [sys.executable, str(Path(__file__).resolve()), "--plain", str(bids), str(out), sub, str(configfile)]

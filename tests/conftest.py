@@ -144,8 +144,29 @@ def significant_regions(html: str) -> dict:
     return parser.tables
 
 
-def run_snakemake(*args, workdir=None, env=None, timeout=600, snakemake=SNAKEMAKE) -> subprocess.CompletedProcess:
-    """Run the workflow (``-s <repo>/Snakefile``) in ``workdir``; returns the completed process.
+DEMO_PRESET = REPO / "config" / "demo.yaml"
+
+
+def with_preset(args, preset=DEMO_PRESET) -> list[str]:
+    """``args`` with ``--configfile <preset>`` ahead of the test's own config files.
+
+    The workflow's defaults (config/config.yaml) are for real data (millions of streamlines,
+    SIFT2, ...); tests run demo-sized images, so they start from the demo's preset as `make
+    demo` does, and the test's config goes on top. ``preset=None`` leaves the defaults alone.
+    """
+    args = [str(a) for a in args]
+    if preset is None:
+        return args
+    if "--configfile" in args:
+        at = args.index("--configfile") + 1
+        return [*args[:at], str(preset), *args[at:]]
+    return [*args, "--configfile", str(preset)]  # last: --configfile takes every word after it
+
+
+def run_snakemake(*args, workdir=None, env=None, timeout=600, snakemake=SNAKEMAKE,
+                  preset=DEMO_PRESET) -> subprocess.CompletedProcess:
+    """Run the workflow (``-s <repo>/Snakefile``) in ``workdir`` with the demo preset (see
+    :func:`with_preset`); returns the completed process.
 
     Each test gets its own working directory, so Snakemake's metadata and locks never
     collide between tests or with a user's run in the repository.
@@ -155,8 +176,8 @@ def run_snakemake(*args, workdir=None, env=None, timeout=600, snakemake=SNAKEMAK
     if workdir is not None:
         Path(workdir).mkdir(parents=True, exist_ok=True)
         cmd += ["-d", str(workdir)]
-    return subprocess.run([*cmd, *map(str, args)], cwd=workdir or REPO, env=full_env, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run([*cmd, *with_preset(args, preset)], cwd=workdir or REPO, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.fixture

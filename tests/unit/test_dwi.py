@@ -469,8 +469,99 @@ def test_act_with_gmwmi_seeding_runs_on_real_dwi(real_paths, tmp_path):
     assert "-act" in text and "-seed_gmwmi" in text and "-crop_at_gmwmi" in text
 
 
-def test_tracking_threads_are_one_unless_reproducibility_is_turned_off():
+def test_tracking_threads_are_one_per_chunk_unless_reproducibility_is_turned_off():
     # the rule (dwi_tractography's threads) and benchmarks/bench_structural.py both ask this
     assert dwi.tracking_threads({}, 4) == 1
-    assert dwi.tracking_threads({"reproducible": True}, 4) == 1
-    assert dwi.tracking_threads({"reproducible": False}, 4) == 4
+    assert dwi.tracking_threads({"reproducible": True, "chunks": 8}, 4) == 8
+    assert dwi.tracking_threads({"reproducible": False, "chunks": 8}, 4) == 4
+
+
+def test_chunk_plan_splits_streamlines_evenly_with_seeds_fixed_by_seed_and_chunk():
+    plan = dwi.chunk_plan(1_000_003, 4, seed=7)
+    assert [n for n, _ in plan] == [250_001, 250_001, 250_001, 250_000]
+    assert plan[0][1] == 7  # one chunk is the unchunked run
+    assert len({s for _, s in plan}) == 4  # independent streams
+    assert dwi.chunk_plan(1_000_003, 4, seed=7) == plan  # no hidden state
+    assert [s for _, s in dwi.chunk_plan(10, 2, seed=7)] == [s for _, s in plan[:2]]  # seed k is (seed, k) only
+    assert dwi.chunk_plan(10, 1, seed=3) == [(10, 3)]
+    with pytest.raises(ValueError):
+        dwi.chunk_plan(3, 4, seed=1)
+
+
+def test_act_auto_follows_fsl(monkeypatch):
+    from sfc import anat
+
+    monkeypatch.setattr(anat, "fsl_available", lambda: False)
+    assert dwi.act_in_force("auto") is False and dwi.act_in_force(True) is True
+    monkeypatch.setattr(anat, "fsl_available", lambda: True)
+    assert dwi.act_in_force("auto") is True
+    assert dwi.act_in_force("auto", use_fsl=False) is False  # k-means 5TT has no subcortical GM
+    assert dwi.act_in_force(False) is False
+
+
+def test_eddy_asked_for_but_missing_stops_with_the_file_and_the_fix(tmp_path, monkeypatch):
+    monkeypatch.setattr(mrtrix, "have", lambda tool: False)
+    (tmp_path / "in.mif").write_text("x")
+    with pytest.raises(InputError, match="dwi.eddy is true") as error:
+        dwi.fslpreproc(tmp_path / "in.mif", tmp_path / "out.mif", enabled=True, source="sub-01_dwi.nii.gz")
+    assert "sub-01_dwi.nii.gz" in str(error.value) and "dwi.eddy: auto" in str(error.value)
+    log = tmp_path / "log.txt"
+    assert dwi.fslpreproc(tmp_path / "in.mif", tmp_path / "out.mif", enabled="auto", log=log) is False
+    assert "FSL's eddy is not on PATH" in log.read_text() and (tmp_path / "out.mif").read_text() == "x"
+
+
+def _block_nodes(mask_nii, out, block: int = 4) -> int:
+    """A parcellation of the brain mask into cubes of ``block`` voxels (nodes 1..N)."""
+    img = nib.load(mask_nii)
+    mask = np.asarray(img.dataobj) > 0
+    idx = np.indices(mask.shape) // block
+    key = (idx[0] * 1000 + idx[1]) * 1000 + idx[2]
+    _, labels = np.unique(np.where(mask, key, -1), return_inverse=True)
+    labels = labels.reshape(mask.shape)  # 0 is the background (key -1 sorts first)
+    nib.save(nib.Nifti1Image(labels.astype(np.int32), img.affine), out)
+    return int(labels.max())
+
+
+@pytest.mark.slow
+def test_chunked_tractography_is_reproducible_and_agrees_like_two_seeds(real_paths, tmp_path):
+    """Same seed and chunks: byte-identical SC, whatever the number of chunks run at once. Other
+    chunks: SC as close to an unchunked run as another seed of the unchunked run is.
+
+    (The reference is the unchunked run with another seed: chunk 0 keeps the subject's seed,
+    so a chunked run shares its first streamlines with the unchunked run of the same seed.)"""
+    from scipy.stats import spearmanr
+
+    raw, bval, bvec = real_paths[:3]
+    w = tmp_path
+    dwi.import_dwi(raw, bval, bvec, w / "dwi.mif")
+    dwi.brain_mask(w / "dwi.mif", w / "mask.mif")
+    dwi.to_nifti(w / "mask.mif", w / "mask.nii.gz", datatype="uint8")
+    n = _block_nodes(w / "mask.nii.gz", w / "nodes.nii.gz", block=6)
+    options = dict(algorithm="Tensor_Det", seeding="mask", mask=w / "mask.mif")
+
+    def sc(name, chunks, seed=7, workers=2):
+        dwi.track_chunks(w / "dwi.mif", w / f"{name}.tck", select=10_000, chunks=chunks, seed=seed, workers=workers,
+                         **options)
+        assert dwi.streamline_count(w / f"{name}.tck") == 10_000
+        matrix = dwi.connectome(w / f"{name}.tck", w / "nodes.nii.gz", w / f"{name}.tsv", n_regions=n)
+        return matrix, (w / f"{name}.tsv").read_bytes()
+
+    k4, k4_bytes = sc("k4", 4)
+    _, again_bytes = sc("k4_again", 4, workers=4)
+    _, serial_bytes = sc("k4_serial", 4, workers=1)
+    assert k4_bytes == again_bytes == serial_bytes
+    reference, _ = sc("k1_seed8", 1, seed=8)
+    one, _ = sc("k1", 1)
+    k3, _ = sc("k3", 3)
+    upper = np.triu_indices(n, 1)
+    edges = sum(m[upper] for m in (reference, one, k3, k4)) > 0
+
+    def rho(a, b):
+        return spearmanr(a[upper][edges], b[upper][edges])[0]
+
+    seeds, chunked3, chunked4 = rho(reference, one), rho(reference, k3), rho(reference, k4)
+    print(f"\n{n} nodes; SC Spearman vs an unchunked run (seed 8): unchunked seed 7 {seeds:.3f}, "
+          f"3 chunks {chunked3:.3f}, 4 chunks {chunked4:.3f}")
+    assert seeds > 0.5  # the comparison means something
+    assert min(chunked3, chunked4) >= seeds - 0.03
+    assert not np.array_equal(k3, one)  # other chunks are other streamlines

@@ -73,6 +73,25 @@ def test_methods_paragraph_is_written_from_the_config():
     assert "adjusting for age" in text and "q = 0.01" in text and "ComBat" not in text and "seed 7" in text
 
 
+def test_methods_paragraph_says_what_ran_where_the_config_said_auto():
+    config = {"input": {"dwi": "bids", "func": "bids"}, "atlases": ["HOA"], "groups": ["A", "B"],
+              "dwi": {"denoise": True, "degibbs": True, "eddy": "auto", "bias": "n4",
+                      "tracking": {"algorithm": "iFOD2", "streamlines": 10_000_000, "chunks": 8, "seeding": "dynamic",
+                                   "act": "auto"}},
+              "func": {}, "stats": {}, "seed": 1}
+    qc = pd.DataFrame({"dwi_degibbs": [True, True, True], "dwi_eddy": [True, False, True],
+                       "tracking_act": [False, False, False]})
+    ran = report.steps_ran(qc)
+    assert ran == {"degibbs": (3, 3), "eddy": (2, 3), "act": (0, 3)}
+    text = report.methods_paragraph(config, ["spearman"], ran)
+    assert "Gibbs-ringing removal, eddy-current and motion correction with FSL eddy (2 of 3 subjects)" in text
+    assert "10,000,000 streamlines generated with iFOD2 (dynamic seeding, in 8 seeded parts)" in text
+    assert "anatomically constrained" not in text  # act: auto found no FSL
+    # without QC tables (or steps the config fixed) the config speaks: auto is not claimed
+    plain = report.methods_paragraph(config, ["spearman"])
+    assert "eddy" not in plain and "Gibbs-ringing removal" in plain
+
+
 def test_report_without_classification_site_or_significant_regions_says_so(tmp_path, tiny_atlas):
     out = tmp_path / "out"
     (out / "atlases").mkdir(parents=True)

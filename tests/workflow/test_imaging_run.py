@@ -28,7 +28,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import REPO, SNAKEMAKE, run_snakemake
+from conftest import DEMO_PRESET, REPO, SNAKEMAKE, run_snakemake
 from sfc import paths
 
 # Every imaging rule on 9 subjects at the demo's image sizes and settings: the most expensive
@@ -224,8 +224,8 @@ def imaging_run(tmp_path_factory, atlas_dir):
     # may run every tckgen before any connectome (seen once its atlas jobs were merged), and
     # then there is no moment with a finished subject and a half-written tractogram to kill at.
     first = paths.sc_matrix(CONFIG["output_dir"], cohort.subjects[1], None, ATLASES[0], "count")
-    cmd = [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(work), "--configfile", str(config),
-           "--cores", "2", "--keep-going", *SCHEDULING, "--prioritize", first]
+    cmd = [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(work), "--cores", "2", "--keep-going", *SCHEDULING,
+           "--prioritize", first, "--configfile", DEMO_PRESET, config]
     start = time.perf_counter()
     with open(log_path, "w") as log:
         proc = subprocess.Popen(cmd, cwd=work, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)

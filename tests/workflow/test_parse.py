@@ -173,3 +173,41 @@ def test_slurm_profile_groups_name_real_rules_and_parse(fake_cohort, tmp_path, a
                            workdir=tmp_path / "work")
     assert result.returncode == 0, result.stderr[-2000:]
     assert job_counts(result.stdout)["dwi_connectome"] > 0
+
+
+def _job_resources(text: str, rule: str) -> list[dict]:
+    """``resources:`` of every job of ``rule`` in a dry run's job listing, as {name: int}."""
+    found = []
+    for body in re.findall(rf"^(?:local)?rule {rule}:\n((?:    .*\n?)*)", text, re.M):
+        line = next(x for x in body.splitlines() if x.strip().startswith("resources:"))
+        found.append({k: int(v) for k, v in re.findall(r"(\w+)=(\d+)(?=,|$)", line)})
+    return found
+
+
+def test_default_config_plans_real_data_tractography_sized_by_streamlines(fake_cohort, tmp_path, atlas_dir):
+    """A study config with only paths gets the real-data preset (config/config.yaml, not the demo's):
+    dynamic seeding, millions of streamlines in chunks, SIFT2 weights analysed; and tractography,
+    SIFT2 and the connectomes ask for more time (SIFT2 also memory) when there are more streamlines."""
+    plans = {}
+    for streamlines in (None, 100_000_000):
+        overrides = {"bids_dir": str(fake_cohort), "output_dir": f"{tmp_path}/out"}
+        if streamlines:
+            overrides["dwi"] = {"tracking": {"streamlines": streamlines}}
+        result = run_snakemake("-n", "--configfile", with_config(tmp_path, **overrides), workdir=tmp_path / "work",
+                               preset=None)
+        assert result.returncode == 0, result.stderr[-3000:]
+        plans[streamlines] = result
+    default = plans[None]
+    plan_line = next(x for x in default.stderr.splitlines() if x.startswith("sfc: tractography:"))
+    count = int(re.search(r"([\d,]+) streamlines", plan_line).group(1).replace(",", ""))
+    assert count >= 1_000_000, plan_line
+    assert re.search(r"iFOD2, (dynamic|gmwmi) seeding", plan_line), plan_line
+    assert "single-threaded chunk(s)" in plan_line and "analysed: sift2" in plan_line, plan_line
+    counts = job_counts(default.stdout)
+    # every tractogram gets SIFT2 weights (the six fake subjects minus none left out)
+    assert counts["dwi_sift2"] == counts["dwi_tractography"] >= 5
+    for rule, keys in (("dwi_tractography", ("runtime",)), ("dwi_sift2", ("runtime", "mem_mb")),
+                       ("dwi_connectome", ("runtime",))):
+        before, after = _job_resources(default.stdout, rule)[0], _job_resources(plans[100_000_000].stdout, rule)[0]
+        for key in keys:
+            assert after[key] > before[key], (rule, key, before, after)

@@ -40,7 +40,7 @@ def study(tmp_path_factory, shared_data):
                                          "output_dir": str(base / "results")}))
         result = run_snakemake("--profile", REPO / "profiles" / "local", "--cores", "2",
                                "--configfile", REPO / "config" / "study.yaml", moved,
-                               workdir=base / "work", env=env, timeout=1500)
+                               workdir=base / "work", env=env, timeout=1500, preset=None)  # as make demo-study
     finally:
         server.close()
     assert result.returncode == 0, result.stderr[-3000:]

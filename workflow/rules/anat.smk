@@ -25,8 +25,7 @@ rule anat_preprocess:
         "../../envs/ants.yaml"
     threads: 1
     resources:
-        mem_mb=lambda wildcards, attempt: 4000 * attempt,
-        runtime=lambda wildcards, attempt: 60 * attempt,
+        **sized("anat_preprocess"),
     params:
         template_dir=ANAT_CFG["template_dir"],
         # whether the FSL templates may be downloaded decides which template is used; where
@@ -53,8 +52,7 @@ rule anat_5tt:
         "../../envs/mrtrix.yaml"
     threads: 1
     resources:
-        mem_mb=lambda wildcards, attempt: 4000 * attempt,
-        runtime=lambda wildcards, attempt: 30 * attempt,
+        **sized("anat_5tt"),
     params:
         use_fsl=ANAT_CFG["use_fsl"],
         seed=config["seed"],
@@ -84,8 +82,7 @@ rule anat_atlas:
         "../../envs/ants.yaml"
     threads: 1
     resources:
-        mem_mb=lambda wildcards, attempt: 2000 * attempt,
-        runtime=lambda wildcards, attempt: 10 * attempt,
+        **sized("anat_atlas"),
     params:
         atlases=ATLASES,
     script:

@@ -45,7 +45,8 @@ rule classify:
     # (PartitionConfig). Raise it per cluster with `set-threads: {classify: 16}` in a profile.
     threads: 2
     resources:
-        mem_mb=lambda wildcards, attempt: 4000 * attempt,
+        # measured at 308 subjects (224 classified, 246 features, six models): 790 MB
+        mem_mb=lambda wildcards, attempt: sfc_resources.group_mem_mb(len(UNITS), 1.0, 800, attempt),
         # measured (benchmarks/results/classify.json, six models, 224 x 246): 0.2-0.8
         # CPU-second per permutation depending on the machine, plus ~10-30 s for the observed
         # repeats; the estimate allows 3 s per permutation (slower nodes, or the scikit-learn

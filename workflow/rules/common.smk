@@ -1,6 +1,7 @@
 # Config validation, BIDS discovery and the path patterns every rule uses.
 # Everything here runs once at parse time; input functions are dictionary look-ups.
 
+import functools
 import os
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ from snakemake.utils import validate
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow" / "scripts"))
 
 from sfc import bids, paths  # noqa: E402
+from sfc import resources as sfc_resources  # noqa: E402
 from sfc.config import schema_problem  # noqa: E402
 from sfc.errors import InputError  # noqa: E402
 
@@ -47,6 +49,10 @@ def per_atlas(pattern):
 
 
 CONNECTOME_INPUT = config["input"] == "connectomes"
+if not CONNECTOME_INPUT and not config["bids_dir"]:
+    fail(InputError(", ".join(map(str, workflow.overwrite_configfiles)) or "config", "no bids_dir is set",
+                    "set bids_dir: <your BIDS dataset> in your config file (config/README.md), or run the "
+                    "demo with `make demo` (config/demo.yaml)"))
 # The participants table the group stages read (discovery validated it).
 PARTICIPANTS_TSV = config["participants"] or f"{config['bids_dir']}/participants.tsv"
 
@@ -112,6 +118,39 @@ def expand_units(pattern, **kwargs):
 
 def excluded_records():
     return DISCOVERY.excluded_table().to_dict("records") if DISCOVERY else []
+
+
+@functools.lru_cache(maxsize=None)
+def _unit_work(subject, session):
+    s = DISCOVERY.kept[(subject, session)]
+    dwi = _qsiprep_dwi(subject, session)[0] if DWI_ROUTE == "qsiprep" else s.dwi
+    bolds = [_fmriprep_run(subject, session).bold] if FUNC_ROUTE == "fmriprep" else [b.path for b in s.bold]
+    reproducible = TRACKING.get("reproducible", True)
+    return sfc_resources.unit_work(s.t1w, dwi, bolds, streamlines=TRACKING["streamlines"],
+                                   chunks=TRACKING["chunks"] if reproducible else DWI_CFG["nthreads"])
+
+
+def unit_work(wildcards):
+    """What a subject's jobs process (sfc.resources.Work: scan sizes from the headers, streamlines)."""
+    return _unit_work(wildcards.subject, wildcards.get("session"))
+
+
+def sized(rule):
+    """``mem_mb`` and ``runtime`` of a per-subject rule, from its subject's scans (sfc.resources)."""
+    return dict(
+        mem_mb=lambda wildcards, threads, attempt: sfc_resources.mem_mb(rule, unit_work(wildcards), threads,
+                                                                        attempt),
+        runtime=lambda wildcards, threads, attempt: sfc_resources.runtime(rule, unit_work(wildcards), threads,
+                                                                          attempt),
+    )
+
+
+def sized_by_units(per_unit_mb, per_unit_s, base_mb=1000, base_min=10):
+    """``mem_mb`` and ``runtime`` of a job over all subjects (``base + per-subject cost x subjects``)."""
+    return dict(
+        mem_mb=lambda wildcards, attempt: sfc_resources.group_mem_mb(len(UNITS), per_unit_mb, base_mb, attempt),
+        runtime=lambda wildcards, attempt: sfc_resources.group_runtime(len(UNITS), per_unit_s, base_min, attempt),
+    )
 
 
 # Stage files add their final outputs here; `rule all` asks for all of them.

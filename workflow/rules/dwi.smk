@@ -26,8 +26,7 @@ rule dwi_preprocess:
         "../../envs/mrtrix.yaml"
     threads: DWI_CFG["nthreads"]
     resources:
-        mem_mb=lambda wildcards, attempt: 4000 * attempt,
-        runtime=lambda wildcards, attempt: 60 * attempt,
+        **sized("dwi_preprocess"),
     params:
         route=DWI_ROUTE,
         denoise=DWI_CFG["denoise"],
@@ -58,8 +57,7 @@ rule dwi_tensor:
         "../../envs/mrtrix.yaml"
     threads: DWI_CFG["nthreads"]
     resources:
-        mem_mb=lambda wildcards, attempt: 2000 * attempt,
-        runtime=lambda wildcards, attempt: 10 * attempt,
+        **sized("dwi_tensor"),
     script:
         "../scripts/dwi_tensor.py"
 
@@ -80,10 +78,9 @@ rule dwi_fod:
         "../../envs/mrtrix.yaml"
     threads: DWI_CFG["nthreads"]
     resources:
-        mem_mb=lambda wildcards, attempt: 4000 * attempt,
-        runtime=lambda wildcards, attempt: 60 * attempt,
+        **sized("dwi_fod"),
     params:
-        tracking=TRACKING,
+        tracking=FOD_TRACKING,
         weights=SC_WEIGHTS,
         response=DWI_CFG.get("response", "auto"),
     script:
@@ -107,8 +104,7 @@ rule dwi_register:
         "../../envs/mrtrix.yaml"
     threads: 1
     resources:
-        mem_mb=lambda wildcards, attempt: 3000 * attempt,
-        runtime=lambda wildcards, attempt: 20 * attempt,
+        **sized("dwi_register"),
     params:
         seed=config["seed"],
     script:
@@ -139,8 +135,7 @@ rule dwi_atlas:
         "../../envs/mrtrix.yaml"
     threads: 1
     resources:
-        mem_mb=lambda wildcards, attempt: 2000 * attempt,
-        runtime=lambda wildcards, attempt: 10 * attempt,
+        **sized("dwi_atlas"),
     params:
         atlases=ATLASES,
     script:
@@ -162,8 +157,7 @@ rule dwi_5tt:
         "../../envs/mrtrix.yaml"
     threads: 1
     resources:
-        mem_mb=lambda wildcards, attempt: 4000 * attempt,
-        runtime=lambda wildcards, attempt: 10 * attempt,
+        **sized("dwi_5tt"),
     script:
         "../scripts/dwi_5tt.py"
 
@@ -185,11 +179,10 @@ rule dwi_tractography:
         bench_file("dwi", "dwi_tractography")
     conda:
         "../../envs/mrtrix.yaml"
-    # one thread unless dwi.tracking.reproducible is false (tckgen's threads race for seeds)
+    # one thread per chunk (sfc.dwi.tracking_threads); nthreads when reproducible is false
     threads: sfc_dwi.tracking_threads(TRACKING, DWI_CFG["nthreads"])
     resources:
-        mem_mb=lambda wildcards, attempt: 4000 * attempt,
-        runtime=lambda wildcards, attempt: 120 * attempt,
+        **sized("dwi_tractography"),
     params:
         tracking=TRACKING,
         weights=SC_WEIGHTS,
@@ -213,8 +206,7 @@ rule dwi_sift2:
         "../../envs/mrtrix.yaml"
     threads: DWI_CFG["nthreads"]
     resources:
-        mem_mb=lambda wildcards, attempt: 8000 * attempt,
-        runtime=lambda wildcards, attempt: 60 * attempt,
+        **sized("dwi_sift2"),
     script:
         "../scripts/dwi_sift2.py"
 
@@ -236,8 +228,7 @@ rule dwi_connectome:
         "../../envs/mrtrix.yaml"
     threads: 1
     resources:
-        mem_mb=lambda wildcards, attempt: 2000 * attempt,
-        runtime=lambda wildcards, attempt: 20 * attempt,
+        **sized("dwi_connectome"),
     params:
         weights=SC_WEIGHTS,
     script:
@@ -249,6 +240,7 @@ rule dwi_qc:
         anat=rules.anat_preprocess.output.qc,
         register=rules.dwi_register.output.qc,
         tracking=rules.dwi_tractography.output.qc,
+        info=rules.dwi_preprocess.output.info,
         fa=rules.dwi_tensor.output.fa,
         mask=rules.dwi_preprocess.output.mask,
     output:
@@ -261,8 +253,7 @@ rule dwi_qc:
         "../../envs/core.yaml"
     threads: 1
     resources:
-        mem_mb=lambda wildcards, attempt: 1000 * attempt,
-        runtime=lambda wildcards, attempt: 5 * attempt,
+        **sized("dwi_qc"),
     script:
         "../scripts/dwi_qc.py"
 

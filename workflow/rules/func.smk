@@ -32,8 +32,7 @@ rule func_preprocess:
     # one: antspyx registers on one ITK thread (sfc sets it), for the same numbers on any machine
     threads: 1
     resources:
-        mem_mb=lambda wildcards, attempt: 4000 * attempt,
-        runtime=lambda wildcards, attempt: 120 * attempt,
+        **sized("func_preprocess"),
     params:
         dummy_volumes=config["func"]["dummy_volumes"],
         fd_radius=config["func"]["fd_radius"],
@@ -63,8 +62,7 @@ rule func_connectivity:
         "../../envs/nilearn.yaml"
     threads: 1
     resources:
-        mem_mb=lambda wildcards, attempt: 4000 * attempt,
-        runtime=lambda wildcards, attempt: 20 * attempt,
+        **sized("func_connectivity"),
     params:
         atlases=ATLASES,
         route=FUNC_ROUTE,
@@ -92,8 +90,7 @@ rule func_qc:
         "../../envs/nilearn.yaml"
     threads: 1
     resources:
-        mem_mb=lambda wildcards, attempt: 2000 * attempt,
-        runtime=lambda wildcards, attempt: 10 * attempt,
+        **sized("func_qc"),
     params:
         route=FUNC_ROUTE,
         func=config["func"],

@@ -29,8 +29,8 @@ rule assemble_group_sfc:
         "../../envs/core.yaml"
     threads: 1
     resources:
-        mem_mb=lambda wildcards, attempt: 1000 * attempt,
-        runtime=lambda wildcards, attempt: 10 * attempt,
+        # measured at 308 subjects: 200 MB, 3 s (one TSV read per subject)
+        **sized_by_units(per_unit_mb=0.1, per_unit_s=0.05, base_mb=500),
     params:
         participant_ids=UNIT_IDS,
     script:
@@ -54,8 +54,8 @@ rule group_stats:
         "../../envs/core.yaml"
     threads: 1
     resources:
-        mem_mb=lambda wildcards, attempt: 1000 * attempt,
-        runtime=lambda wildcards, attempt: 10 * attempt,
+        # measured at 308 subjects: 210 MB, 2 s (an ANCOVA per region)
+        **sized_by_units(per_unit_mb=0.1, per_unit_s=0.05, base_mb=500),
     params:
         group_column=config["group_column"],
         groups=config["groups"],
@@ -84,8 +84,8 @@ rule clinical_correlations:
         "../../envs/core.yaml"
     threads: 1
     resources:
-        mem_mb=lambda wildcards, attempt: 1000 * attempt,
-        runtime=lambda wildcards, attempt: 10 * attempt,
+        # measured at 308 subjects: 210 MB, 5 s
+        **sized_by_units(per_unit_mb=0.1, per_unit_s=0.05, base_mb=500),
     params:
         group_column=config["group_column"],
         groups=config["groups"],
@@ -117,8 +117,7 @@ rule cross_atlas:
         "../../envs/core.yaml"
     threads: 1
     resources:
-        mem_mb=lambda wildcards, attempt: 500 * attempt,
-        runtime=lambda wildcards, attempt: 5 * attempt,
+        **sized_by_units(per_unit_mb=0.05, per_unit_s=0.01, base_mb=500, base_min=5),
     params:
         atlases=ATLASES,
         column=STATS["replication_column"],

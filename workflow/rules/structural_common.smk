@@ -12,12 +12,28 @@ from sfc import dwi as sfc_dwi  # noqa: E402
 ANAT_CFG = config["anat"]
 DWI_CFG = config["dwi"]
 DWI_ROUTE = None if CONNECTOME_INPUT else config["input"]["dwi"]
-TRACKING = DWI_CFG["tracking"]
+# act: auto is decided here, once for the whole run (sfc.dwi.act_in_force): the rules below
+# and their params see true or false.
+TRACKING = {**DWI_CFG["tracking"], "act": sfc_dwi.act_in_force(DWI_CFG["tracking"]["act"], ANAT_CFG["use_fsl"])}
+# What dwi_fod checks the tracking plan with: a change of streamlines or chunks must not rerun it.
+FOD_TRACKING = {k: TRACKING[k] for k in ("algorithm", "lmax", "act", "seeding")}
 SC_WEIGHTS = list(dict.fromkeys([*DWI_CFG["weights"], config["sc_weight"]]))
 # Tensor algorithms track without FODs (dwi_tractography then needs no dwi_fod output).
 TENSOR_TRACKING = TRACKING["algorithm"] in sfc_dwi.TENSOR_ALGORITHMS
 NEEDS_FOD = not TENSOR_TRACKING or "sift2" in SC_WEIGHTS
-ACT = bool(TRACKING["act"])
+ACT = TRACKING["act"]
+if not CONNECTOME_INPUT:
+    # the plan in one line of the run log (what a methods section needs to know)
+    _act = ("on" if TRACKING["act"] else "off") + (
+        (" (auto: FSL's FAST and FIRST found for 5ttgen fsl)" if TRACKING["act"] else
+         " (auto: FSL's FAST and FIRST are not on PATH, no 5TT image with subcortical grey matter)")
+        if DWI_CFG["tracking"]["act"] == "auto" else "")
+    _chunks = (f"in {TRACKING['chunks']} single-threaded chunk(s)" if TRACKING.get("reproducible", True)
+               else f"one tckgen on {DWI_CFG['nthreads']} threads (not reproducible)")
+    sys.stderr.write(f"sfc: tractography: {TRACKING['algorithm']}, {TRACKING['seeding']} seeding, "
+                     f"{TRACKING['streamlines']:,} streamlines {_chunks}, ACT {_act}; SC weights "
+                     f"{', '.join(SC_WEIGHTS)} (analysed: {config['sc_weight']}); eddy {DWI_CFG['eddy']}, "
+                     f"mrdegibbs {DWI_CFG['degibbs']}, response {DWI_CFG['response']}\n")
 TEMPLATE_SPACE = "MNI152NLin6Asym"
 
 

@@ -19,10 +19,19 @@ with tempfile.TemporaryDirectory(prefix="sfc_tck_") as tmp:
     seed_image = None
     if plan["seeding"] == "gmwmi":
         seed_image = dwi.gmwm_interface(act, Path(tmp) / "gmwmi.mif", nthreads=snakemake.threads)
-    dwi.track(inp.dwi if tensor else inp.fod, snakemake.output.tck, algorithm=plan["algorithm"],
-              select=p.tracking["streamlines"], seeding=plan["seeding"], mask=inp.mask, seed_image=seed_image,
-              act=act, seed=p.seed, nthreads=snakemake.threads)
+    options = dict(algorithm=plan["algorithm"], seeding=plan["seeding"], mask=inp.mask, seed_image=seed_image,
+                   act=act)
+    source = inp.dwi if tensor else inp.fod
+    if p.tracking.get("reproducible", True):
+        chunks = p.tracking["chunks"]
+        dwi.track_chunks(source, snakemake.output.tck, select=p.tracking["streamlines"], chunks=chunks,
+                         seed=p.seed, workers=snakemake.threads, **options)
+    else:
+        chunks = 1
+        dwi.track(source, snakemake.output.tck, select=p.tracking["streamlines"], seed=p.seed,
+                  nthreads=snakemake.threads, **options)
 n = dwi.streamline_count(snakemake.output.tck)
 io.write_tsv(snakemake.output.qc, pd.DataFrame([{"algorithm": plan["algorithm"], "seeding": plan["seeding"],
-                                                 "act": bool(act), "streamlines": n}]))
-log.info("%d streamlines (%s, %s seeding)", n, plan["algorithm"], plan["seeding"])
+                                                 "act": bool(act), "streamlines": n, "chunks": chunks}]))
+log.info("%d streamlines (%s, %s seeding, %d chunk(s) on %d thread(s))", n, plan["algorithm"], plan["seeding"],
+         chunks, snakemake.threads)

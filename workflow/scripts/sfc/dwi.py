@@ -76,6 +76,7 @@ class DwiInfo:
     n_b0: int
     shells: list = field(default_factory=list)          # b-values of the non-zero shells
     n_directions: dict = field(default_factory=dict)    # shell b-value -> distinct directions
+    steps: dict = field(default_factory=dict)           # preprocessing steps that ran (preprocess)
 
     @property
     def multi_shell(self) -> bool:
@@ -320,12 +321,49 @@ def max_lmax(n_directions: int, cap: int = 8) -> int:
 
 
 def tracking_threads(tracking: dict, nthreads: int) -> int:
-    """Threads for ``tckgen``: 1 when ``tracking["reproducible"]`` (the default), else ``nthreads``.
+    """Threads of the tractography job.
 
-    tckgen draws the same streamlines from the same seed only on one thread (two threads race
-    for seeds: measured, different streamlines run to run).
+    Reproducible tracking (``tracking["reproducible"]``, the default) runs ``chunks``
+    single-threaded tckgen processes side by side, so the job uses one thread per chunk (the
+    scheduler may give it fewer: the chunks then take turns, with the same streamlines).
+    Otherwise one tckgen with ``nthreads`` threads: faster per core, but two threads race for
+    seeds (measured: different streamlines run to run).
     """
-    return 1 if tracking.get("reproducible", True) else int(nthreads)
+    if tracking.get("reproducible", True):
+        return max(int(tracking.get("chunks", 1)), 1)
+    return int(nthreads)
+
+
+def act_in_force(setting, use_fsl: bool = True) -> bool:
+    """Whether ACT runs: ``dwi.tracking.act`` true/false as set; ``"auto"``: when FSL's FAST and
+    FIRST are on PATH, so that ``5ttgen fsl`` makes the 5TT image (the antspyx k-means 5TT has
+    no subcortical grey matter, which ACT needs to end streamlines in the deep nuclei).
+
+    Decided once, when the workflow is planned, so that every subject of a run is tracked the
+    same way; the run log and the report's methods paragraph say which it was.
+    """
+    if setting == "auto":
+        from .anat import fsl_available
+
+        return bool(use_fsl and fsl_available())
+    return bool(setting)
+
+
+def chunk_plan(streamlines: int, chunks: int, seed: int) -> list[tuple[int, int]]:
+    """(streamlines, seed) of each tckgen run when ``streamlines`` are tracked in ``chunks``.
+
+    The counts differ by at most one and add up to ``streamlines``. Chunk 0 keeps the subject's
+    seed (one chunk is the unchunked run); the others get seeds drawn from numpy's SeedSequence
+    of (seed, chunk): independent streams, fixed by the seed and the chunk index alone, so the
+    merged streamlines depend on ``seed`` and ``chunks`` and not on how many run at once.
+    """
+    streamlines, chunks = int(streamlines), int(chunks)
+    if chunks < 1 or streamlines < chunks:
+        raise ValueError(f"cannot split {streamlines} streamlines into {chunks} chunks")
+    base, extra = divmod(streamlines, chunks)
+    seeds = [int(seed)] + [int(np.random.SeedSequence([int(seed), k]).generate_state(1)[0])
+                           for k in range(1, chunks)]
+    return [(base + (k < extra), seeds[k]) for k in range(chunks)]
 
 
 def check_tracking(info: DwiInfo, algorithm: str = "iFOD2", lmax: int | None = None,
@@ -453,14 +491,23 @@ def degibbs(in_mif, out_mif, *, log=None, nthreads: int = 1) -> str:
     return os.fspath(out_mif)
 
 
-def fslpreproc(in_mif, out_mif, *, enabled: bool, pe_dir: str = "j", readout_time: float = 0.1,
-               log=None, nthreads: int = 1) -> bool:
-    """``dwifslpreproc -rpe_none`` (eddy-current and motion correction) when enabled and FSL's eddy exists.
+def fslpreproc(in_mif, out_mif, *, enabled="auto", pe_dir: str = "j", readout_time: float = 0.1,
+               source=None, log=None, nthreads: int = 1) -> bool:
+    """``dwifslpreproc -rpe_none`` (eddy-current and motion correction).
 
-    Otherwise copies the input and writes one log line saying why. Returns True if it ran.
+    ``enabled``: ``"auto"`` runs it when FSL's eddy is on PATH and otherwise copies the input
+    with one log line; ``True`` stops with an :class:`InputError` naming the DWI (``source``)
+    when eddy is missing (never quietly less than asked); ``False`` skips it. Returns True if
+    it ran.
     """
     eddy = next((e for e in ("eddy", "eddy_openmp", "eddy_cpu", "eddy_cuda") if mrtrix.have(e)), None)
-    if not enabled or eddy is None or not mrtrix.have("dwifslpreproc"):
+    available = eddy is not None and mrtrix.have("dwifslpreproc")
+    if enabled is True and not available:
+        raise InputError(source, "dwi.eddy is true, but FSL's eddy (eddy, eddy_openmp, eddy_cpu or eddy_cuda) "
+                         "or dwifslpreproc is not on PATH",
+                         "install FSL (or load its module) where the jobs run, or set dwi.eddy: auto to "
+                         "continue without eddy-current/motion correction where it is missing")
+    if not enabled or not available:
         why = "disabled in the config (dwi.eddy: false)" if not enabled else "FSL's eddy is not on PATH"
         _log_line(log, f"dwifslpreproc skipped: {why}; continuing without eddy-current/motion correction")
         shutil.copyfile(in_mif, out_mif)
@@ -609,6 +656,35 @@ def track(source, out_tck, *, algorithm: str = "iFOD2", select: int = 1_000_000,
     if cutoff is not None:
         cmd += ["-cutoff", str(cutoff)]
     mrtrix.run(cmd, log=log, nthreads=nthreads, seed=seed)
+    return os.fspath(out_tck)
+
+
+def track_chunks(source, out_tck, *, select: int, chunks: int, seed: int, workers: int = 1, tmpdir=None,
+                 log=None, **options) -> str:
+    """``select`` streamlines as ``chunks`` single-threaded ``tckgen`` runs, ``workers`` at a time,
+    merged in chunk order by ``tckedit`` into ``out_tck``.
+
+    Each chunk draws its streamlines from its own seed (:func:`chunk_plan`) on one thread, so
+    the merged file depends on ``seed`` and ``chunks`` only (the same inputs give the same
+    streamlines in the same order whatever ``workers`` is), and wall time falls with
+    ``workers`` (benchmarks/README.md). ``options`` go to :func:`track` (algorithm, seeding,
+    mask, seed_image, act, ...). One chunk is exactly :func:`track` with ``nthreads=1``.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    plan = chunk_plan(select, chunks, seed)
+    if len(plan) == 1:
+        return track(source, out_tck, select=plan[0][0], seed=plan[0][1], log=log, nthreads=1, **options)
+    with tempfile.TemporaryDirectory(prefix="sfc_chunks_", dir=tmpdir or Path(out_tck).parent) as tmp:
+        parts = [Path(tmp) / f"chunk-{k:03d}.tck" for k in range(len(plan))]
+
+        def one(k):
+            track(source, parts[k], select=plan[k][0], seed=plan[k][1], log=log, nthreads=1, **options)
+
+        with ThreadPoolExecutor(max_workers=max(int(workers), 1)) as pool:
+            list(pool.map(one, range(len(plan))))
+        # -nthreads 0: tckedit reads and writes in one thread, keeping the chunks' order
+        mrtrix.run(["tckedit", *parts, out_tck], log=log, nthreads=0)
     return os.fspath(out_tck)
 
 
@@ -831,7 +907,7 @@ def to_nifti(in_image, out_nii, *, log=None, datatype: str | None = None) -> str
 
 def preprocess(dwi, bval, bvec, out_dwi, out_mask, out_b0, out_info, *, route: str = "bids",
                tracking: dict | None = None, weights=("count",), do_denoise: bool = True, do_degibbs: bool = True,
-               eddy: bool = False, pe_dir: str = "j", readout_time: float = 0.1, bias: str = "n4",
+               eddy="auto", pe_dir: str = "j", readout_time: float = 0.1, bias: str = "n4",
                log=None, nthreads: int = 1, tmpdir=None) -> tuple[DwiInfo, dict]:
     """First DWI rule: validate, check the tracking plan, then preprocess.
 
@@ -870,17 +946,20 @@ def preprocess(dwi, bval, bvec, out_dwi, out_mask, out_b0, out_info, *, route: s
                 cur = denoise(cur, t / "den.mif", log=log, nthreads=nthreads)
             if do_degibbs:
                 cur = degibbs(cur, t / "deg.mif", log=log, nthreads=nthreads)
-            fslpreproc(cur, t / "eddy.mif", enabled=eddy, pe_dir=pe_dir, readout_time=readout_time, log=log,
-                       nthreads=nthreads)
+            info.steps.update(denoise=bool(do_denoise), degibbs=bool(do_degibbs))
+            info.steps["eddy"] = fslpreproc(cur, t / "eddy.mif", enabled=eddy, pe_dir=pe_dir,
+                                            readout_time=readout_time, source=dwi, log=log, nthreads=nthreads)
             cur = os.fspath(t / "eddy.mif")
         mask_mif = brain_mask(cur, t / "mask.mif", log=log, nthreads=nthreads)
         if route != "qsiprep" and bias == "n4":
             cur = bias_correct_n4(cur, mask_mif, t / "bias.mif", log=log, nthreads=nthreads)
         elif route != "qsiprep":
             _log_line(log, "bias correction skipped (dwi.bias: none)")
+        info.steps["bias"] = bias if route != "qsiprep" else "qsiprep"
         mrtrix.run(["mrconvert", cur, out_dwi], log=log, nthreads=nthreads)
         mrtrix.run(["mrconvert", mask_mif, out_mask, "-datatype", "uint8"], log=log, nthreads=nthreads)
         mean_b0(cur, out_b0, log=log, nthreads=nthreads)
+    info.to_json(out_info)  # again, with the steps that ran (the QC table and report read them)
     return info, plan
 
 

@@ -332,7 +332,8 @@ def qc_table(spec: ReportSpec, matrix_measures: pd.DataFrame, sfc: pd.DataFrame 
     return table.sort_values(["outlier", "participant_id"], ascending=[False, True]).reset_index(drop=True)
 
 
-def qc_section(page: Page, spec: ReportSpec, sfc_first: pd.DataFrame | None) -> None:
+def qc_section(page: Page, spec: ReportSpec, sfc_first: pd.DataFrame | None) -> dict:
+    """The QC section; returns :func:`steps_ran` of its table (for the methods paragraph)."""
     atlas = spec.atlases[0]
     measures, mats = matrix_qc(spec.units, atlas, spec.sc_weight)
     table = qc_table(spec, measures, sfc_first)
@@ -379,6 +380,7 @@ def qc_section(page: Page, spec: ReportSpec, sfc_first: pd.DataFrame | None) -> 
         parts.append(f"<div class='subject'><h4>{esc(pid)}{flag_text}</h4><div class='gallery'>"
                      f"{''.join(cells) or note('no QC picture or matrix found')}</div></div>")
     page.add("qc", "Quality control", "".join(parts))
+    return steps_ran(table)
 
 
 # --- coupling and group differences --------------------------------------------------------
@@ -717,8 +719,34 @@ METHOD_TEXT = {
 }
 
 
-def methods_paragraph(config: dict, methods=None) -> str:
-    """A methods paragraph written from the config (what this run did, in words)."""
+#: optional steps decided per subject or per run (``auto``), as the structural QC table records them
+STEP_COLUMNS = {"degibbs": "dwi_degibbs", "eddy": "dwi_eddy", "act": "tracking_act"}
+
+
+def steps_ran(qc: pd.DataFrame | None) -> dict:
+    """``{step: (units that ran it, units recorded)}`` for :data:`STEP_COLUMNS` found in ``qc``."""
+    out = {}
+    for step, column in STEP_COLUMNS.items():
+        if qc is not None and column in qc:
+            values = qc[column].dropna().map(lambda v: str(v).strip().lower() == "true")
+            out[step] = (int(values.sum()), len(values))
+    return out
+
+
+def _ran_text(ran: dict, step: str, text: str) -> str:
+    """``", <text>"`` when every unit ran ``step``, ``", <text> (k of n subjects)"`` for some, else ``""``."""
+    done, total = ran.get(step, (0, 0))
+    if not done:
+        return ""
+    return f", {text}" + (f" ({done} of {total} subjects)" if done < total else "")
+
+
+def methods_paragraph(config: dict, methods=None, ran: dict | None = None) -> str:
+    """A methods paragraph written from the config (what this run did, in words).
+
+    ``ran`` (:func:`steps_ran` of the QC table) overrides the config for the steps whose
+    running depends on the data or the tools found (``dwi.eddy``/``dwi.tracking.act``: auto).
+    """
     c = config
     connectomes = c.get("input") == "connectomes"
     atlases = {"BNA246": "the Brainnetome atlas (246 regions)",
@@ -732,13 +760,20 @@ def methods_paragraph(config: dict, methods=None) -> str:
     else:
         d, f = c.get("dwi", {}), c.get("func", {})
         tr = d.get("tracking", {})
+        ran = {**{s: (int(d.get(s) is True), 1) for s in ("degibbs", "eddy")}, "act": (int(tr.get("act") is True), 1),
+               **(ran or {})}
+        streamlines = tr.get("streamlines")
+        count = f"{streamlines:,}" if isinstance(streamlines, int) else "?"
+        chunks = tr.get("chunks", 1) if tr.get("reproducible", True) else 1
         text.append(
             "T1-weighted images were bias-corrected (N4) and registered to MNI152 space with antspyx "
             f"({c.get('anat', {}).get('registration', 'SyN')}). Diffusion MRI was processed with MRtrix3"
-            f"{' (MP-PCA denoising' if d.get('denoise') else ' ('}{', Gibbs-ringing removal' if d.get('degibbs') else ''}"
+            f"{' (MP-PCA denoising' if d.get('denoise') else ' ('}{_ran_text(ran, 'degibbs', 'Gibbs-ringing removal')}"
+            f"{_ran_text(ran, 'eddy', 'eddy-current and motion correction with FSL eddy')}"
             f", bias correction {d.get('bias', 'n4')}), fibre orientations estimated by constrained spherical "
-            f"deconvolution and {tr.get('streamlines', '?')} streamlines generated with {tr.get('algorithm', '?')}"
-            f"{' and anatomically constrained tractography' if tr.get('act') else ''}; structural connectivity "
+            f"deconvolution and {count} streamlines generated with {tr.get('algorithm', '?')} "
+            f"({tr.get('seeding', '?')} seeding{f', in {chunks} seeded parts' if chunks > 1 else ''})"
+            f"{_ran_text(ran, 'act', 'with anatomically constrained tractography')}; structural connectivity "
             f"(SC) was the streamline {c.get('sc_weight', 'count')} between regions. Resting-state fMRI "
             f"({'fMRIPrep derivatives' if c.get('input', {}).get('func') == 'fmriprep' else 'motion-corrected and normalised with antspyx'})"
             f" was cleaned with the {f.get('confounds')} confound model, band-pass {f.get('bandpass')} Hz, and "
@@ -772,12 +807,12 @@ def methods_paragraph(config: dict, methods=None) -> str:
     return " ".join(text)
 
 
-def provenance_section(page: Page, spec: ReportSpec) -> None:
+def provenance_section(page: Page, spec: ReportSpec, ran: dict | None = None) -> None:
     import yaml
 
     versions = pd.DataFrame(list(software_versions().items()), columns=["software", "version"])
     when = _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
-    parts = ["<h3>Methods</h3>", f"<p class='methods'>{esc(methods_paragraph(spec.config, spec.methods))}</p>",
+    parts = ["<h3>Methods</h3>", f"<p class='methods'>{esc(methods_paragraph(spec.config, spec.methods, ran))}</p>",
              "<h3>Run</h3>",
              f"<p>Report written {esc(when)}. Input route: {esc(spec.route)}.</p>",
              f"<p>Command line:</p><pre>{esc(spec.command or 'not recorded')}</pre>",
@@ -906,12 +941,12 @@ def build_report(out_html, spec: ReportSpec) -> dict:
     excluded = _read(paths.excluded(out))
     page = Page(spec.figures_dir)
     cohort_section(page, spec, participants, analysed, excluded)
-    qc_section(page, spec, first)
+    ran = qc_section(page, spec, first)
     coupling_section(page, spec, data, participants)
     found = differences_section(page, spec, data, participants)
     clinical_section(page, spec, data, participants)
     classification_section(page, spec, data)
-    provenance_section(page, spec)
+    provenance_section(page, spec, ran)
     findings = key_findings(spec, found, len(analysed))
     toc = "".join(f"<a href='#{a}'>{esc(t)}</a>" for a, t, _ in [("summary", "Summary", ""), *page.sections])
     body = "".join(f"<section id='{a}'><h2>{esc(t)}</h2>{b}</section>" for a, t, b in page.sections)
