@@ -28,3 +28,12 @@ rule all:
     input:
         final_targets,
     default_target: True
+
+
+# Consortium scale (benchmarks/README.md, config/README.md): the per-subject final outputs
+# only, so `snakemake subjects --batch subjects=1/10` plans a tenth of the subjects at a
+# time; the group stage then runs on the finished connectomes with `input: connectomes`.
+# An input function, so nothing is computed unless this rule is asked for.
+rule subjects:
+    input:
+        lambda wildcards: [t for t in final_targets(wildcards) if os.path.relpath(t, OUT).startswith("sub-")],

@@ -104,6 +104,8 @@ HAS_SESSIONS = bool(DISCOVERY and DISCOVERY.has_sessions)
 # The session entity of every per-subject path pattern: absent for session-less datasets.
 SES = "{session}" if HAS_SESSIONS else None
 UNITS = sorted(DISCOVERY.kept) if DISCOVERY else []  # (subject, session) pairs kept
+# participant_id of each unit in the group tables (``_ses-<label>`` added where sessions exist)
+UNIT_IDS = [paths.entity_prefix(s, t) for s, t in UNITS]
 
 
 def scans(wildcards):

@@ -54,6 +54,7 @@ if UNITS:
                 atlas="{atlas}",
                 method="{method}",
             ),
+            listing=paths.coupling_listing(OUT, "{atlas}", "{method}"),
         log:
             f"{LOGS}/coupling/atlas-{{atlas}}_desc-{{method}}.log",
         benchmark:
@@ -65,6 +66,7 @@ if UNITS:
             # measured at 308 subjects: 190-520 MB, 1-2 s (communication models cost more)
             **sized_by_units(per_unit_mb=2, per_unit_s=3),
         params:
+            participant_ids=UNIT_IDS,
             method="{method}",
             min_neighbours=config["coupling"]["min_neighbours"],
             path_transform=config["coupling"]["path_transform"],

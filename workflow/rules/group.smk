@@ -3,18 +3,13 @@
 # clinical correlations within patient groups, and gyri that replicate across atlases.
 
 STATS = config["stats"]
-# participant_id of each unit in the group tables (``_ses-<label>`` added where sessions exist)
-UNIT_IDS = [f"sub-{s}" + (f"_ses-{t}" if t else "") for s, t in UNITS]
 
 
 rule assemble_group_sfc:
     input:
-        # First, unnamed: every unit's table, in UNITS order (the script takes the first
-        # len(participant_ids) inputs). Unnamed rule references, so that building the DAG
-        # matches none of the thousands of table names against output patterns (Snakemake
-        # uses the reference only for unnamed items, and only for outputs without wildcard
-        # constraints).
-        rules.coupling.output if UNITS else [],
+        # The coupling job's list of the tables it wrote, not the tables themselves: planning
+        # then checks one file, not N against the coupling job's 2N inputs (quadratic in N).
+        listing=rules.coupling.output.listing if UNITS else [],
         labels=rules.prepare_atlas.output.labels,
         excluded=rules.write_excluded.output[0],
     output:

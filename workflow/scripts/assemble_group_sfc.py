@@ -13,10 +13,11 @@ labels = io.read_labels(snakemake.input.labels)
 excluded = pd.read_csv(snakemake.input.excluded, sep="\t", dtype=str, keep_default_na=False)
 drop = {pid + (f"_ses-{ses}" if ses not in ("", "n/a") else "")
         for pid, ses in zip(excluded["participant_id"], excluded.get("session", [""] * len(excluded)))}
-# the tables are the first inputs, one per participant_id, in the same order
-tables = list(snakemake.input)[: len(snakemake.params.participant_ids)]
-pairs = [(pid, table) for pid, table in zip(snakemake.params.participant_ids, tables, strict=True)
-         if pid not in drop]
+# the coupling job's list of the tables it wrote, one per participant_id, in the same order
+listing = pd.read_csv(snakemake.input.listing, sep="\t", dtype=str)
+if list(listing["participant_id"]) != list(snakemake.params.participant_ids):
+    raise ValueError(f"{snakemake.input.listing} lists other subjects than this run: rerun its coupling job")
+pairs = [(pid, table) for pid, table in zip(listing["participant_id"], listing["path"]) if pid not in drop]
 table = stats.assemble([p for p, _ in pairs], [t for _, t in pairs], labels)
 io.write_tsv(snakemake.output[0], table)
 log.info("%d subjects x %d regions -> %s (%d left out by exclusions)", len(table), len(labels),

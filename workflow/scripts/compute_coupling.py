@@ -6,6 +6,7 @@ writes one ``index, name, sfc`` table per subject.
 """
 
 import numpy as np
+import pandas as pd
 
 from sfc import coupling, io
 from sfc.logs import script_logger
@@ -37,6 +38,9 @@ few = coupling.n_neighbours(sc) < params.min_neighbours
 log.info("%s / %s: %d subjects x %d regions; mean %.3f; %d region values NaN (%d with fewer than %d "
          "structural neighbours)", snakemake.wildcards.atlas, method, len(values), n, np.nanmean(values),
          int(np.isnan(values).sum()), int(few.sum()), params.min_neighbours)
-if len(snakemake.output) != len(values):
-    raise ValueError(f"{len(values)} subjects computed but {len(snakemake.output)} outputs")
-coupling.write_region_tables(snakemake.output, values, labels)
+# the per-subject tables are the unnamed outputs, in participant_ids order; then the listing
+tables = [path for path in snakemake.output if path != snakemake.output.listing]
+if len(tables) != len(values):
+    raise ValueError(f"{len(values)} subjects computed but {len(tables)} outputs")
+coupling.write_region_tables(tables, values, labels)
+io.write_tsv(snakemake.output.listing, pd.DataFrame({"participant_id": params.participant_ids, "path": tables}))

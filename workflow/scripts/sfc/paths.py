@@ -93,6 +93,16 @@ def group_sfc(output_dir, atlas, method) -> str:
     return group_file(output_dir, f"atlas-{atlas}_desc-{method}_sfc.tsv")
 
 
+def coupling_listing(output_dir, atlas, method) -> str:
+    """The coupling job's list of the per-subject tables it wrote (participant_id, path).
+
+    The group table's job reads this one file instead of naming every subject's table as an
+    input: with N subjects, Snakemake checked each of the N tables against the coupling job's
+    2N inputs while planning (benchmarks/README.md, consortium scale).
+    """
+    return group_file(output_dir, f"coupling/atlas-{atlas}_desc-{method}_tables.tsv")
+
+
 def group_stats(output_dir, atlas, method) -> str:
     return group_file(output_dir, f"atlas-{atlas}_desc-{method}_groupstats.tsv")
 
