@@ -12,8 +12,8 @@ of what its job processes, not a constant tuned to the demo:
 Each rule has a :class:`Cost`: peak memory and CPU time as straight lines in one measure of
 that work, fitted to measured runs at two sizes (the demo's subjects and a real-sized one:
 benchmarks/results/realscale.json, benchmarks/README.md "Real scale"). The request is the
-line times :data:`MARGIN`, wall time being CPU time over the threads the job can use, then
-times the attempt: a job killed for memory or time is retried with twice as much (the SLURM
+line times :data:`MARGIN` (memory) or :data:`TIME_MARGIN` (time, the CPU time over the threads
+the job can use), then times the attempt: a job killed for memory or time is retried with twice as much (the SLURM
 profile's ``retries``), the safety net rather than the plan.
 """
 
@@ -25,9 +25,14 @@ from functools import lru_cache
 
 from .io import nifti_dims
 
-#: requests are the fitted cost times this (run-to-run and subject-to-subject spread; the
-#: goal is declared >= measured on the first attempt and <= 3x measured for big jobs)
+#: memory requests are the fitted peak times this (run-to-run and subject-to-subject spread;
+#: the goal is declared >= measured on the first attempt and <= 3x measured for big jobs)
 MARGIN = 1.5
+#: time requests: the fitted CPU time over the threads, times this. Wall time exceeds CPU time
+#: with file I/O and on shared cores: on the 2-vCPU VM of the measurements the demo's jobs ran
+#: 1.6-1.9x their CPU time with two jobs on two cores. Asking too little time kills the job, too
+#: much only queues it longer; 2.5 stays within 3x of a dedicated core's wall time.
+TIME_MARGIN = 2.5
 #: no job asks for less (minutes): a few seconds of work still waits for Python and its imports
 MIN_RUNTIME = 5
 MIN_MEM_MB = 500
@@ -94,28 +99,33 @@ def _measure(work: Work, name: str) -> float:
     return 0.0 if name == "none" else float(getattr(work, name)) / MEGA
 
 
-#: Fitted on the demo's 12 subjects (results/benchmarks, 2026-12-07: T1w 2 mm 0.9 M voxels,
-#: DWI 2.5 mm 0.30 M voxels x 34 volumes, BOLD 4 mm 0.07 M voxels x 150, 20,000 streamlines;
-#: largest subject) and the real-sized subject of benchmarks/results/realscale.json.
+#: Lines through two measured points per rule (Snakemake's benchmark files: peak RSS of the job's
+#: processes, CPU seconds): the largest demo subject (results/benchmarks, 2026-12-07: T1w 2 mm,
+#: 0.90 M voxels; DWI 2.5 mm, 0.30 M voxels x 34 volumes; BOLD 4 mm, 0.07 M voxels x 150; 20,000
+#: streamlines) and the real-sized subject of benchmarks/results/realscale.json (T1w 1 mm, 7.2 M
+#: voxels; DWI 2 mm, 0.58 M x 70 volumes; BOLD 2.5 mm, 0.30 M x 300; 1 M streamlines, real-data
+#: preset). Measures in millions. Where the second point fell below the first (noise of library
+#: start-up), the rule is a constant at the larger point.
 COSTS = {
-    "anat_preprocess": Cost("t1_voxels", 350, 150, 10, 40),
-    "anat_5tt": Cost("t1_voxels", 380, 100, 3, 5),
-    "anat_atlas": Cost("t1_voxels", 380, 80, 2, 2),
-    "dwi_preprocess": Cost("dwi_voxel_volumes", 300, 25, 4, 2, parallel=0.8),
+    "anat_preprocess": Cost("t1_voxels", 505, 41, 8, 8.1),              # 542 -> 801 MB, 15 -> 66 CPU-s
+    "anat_5tt": Cost("t1_voxels", 387, 81, 4.5, 2.4),                    # 460 -> 973 MB, 7 -> 22 s
+    "anat_atlas": Cost("t1_voxels", 428, 21, 3.1, 0.24),                 # 447 -> 582 MB, 3 -> 5 s
+    "dwi_preprocess": Cost("dwi_voxel_volumes", 420, 1.5, 2, 1.7, parallel=0.8),   # 436 -> 478 MB, 14 -> 69 s
     "dwi_tensor": Cost("dwi_voxel_volumes", 60, 5, 0.5, 0.1, parallel=0.8),
-    "dwi_fod": Cost("dwi_voxel_volumes", 100, 12, 5, 8, parallel=0.9),
-    "dwi_register": Cost("t1_voxels", 350, 60, 3, 3),
-    "dwi_atlas": Cost("t1_voxels", 380, 100, 2, 5),
-    "dwi_5tt": Cost("t1_voxels", 400, 150, 3, 5),
+    # real data's tournier response (the demo's fa is ~30x cheaper): through the real point
+    "dwi_fod": Cost("dwi_voxel_volumes", 88, 7.1, 5, 1.5, parallel=0.9),  # 159 -> 374 MB, 7 -> 64 s
+    "dwi_register": Cost("t1_voxels", 373, 19, 3.2, 1.6),                # 390 -> 511 MB, 5 -> 14 s
+    "dwi_atlas": Cost("none", 450, 0, 4, 0),                             # 432 / 330 MB, 3.5 / 2.5 s
+    "dwi_5tt": Cost("t1_voxels", 400, 80, 3, 3),
     # chunks run side by side, each with its own copy of the FOD image (dwi voxels)
     "dwi_tractography": Cost("streamlines", 60, 0, 2, 1500, parallel=1.0, mem_per_thread=350,
                              per_thread_measure="dwi_voxels"),
     "dwi_sift2": Cost("streamlines", 300, 1500, 10, 500, parallel=0.9),
     "dwi_connectome": Cost("streamlines", 150, 50, 1, 20),
     "dwi_qc": Cost("dwi_voxels", 250, 100, 1, 1),
-    "func_preprocess": Cost("bold_voxel_volumes", 350, 25, 5, 3),
-    "func_connectivity": Cost("bold_voxel_volumes", 400, 20, 3, 0.5),
-    "func_qc": Cost("bold_voxel_volumes", 250, 10, 1, 0.1),
+    "func_preprocess": Cost("bold_voxel_volumes", 339, 9.3, 2, 2.0),      # 441 -> 1168 MB, 15 -> 176 s
+    "func_connectivity": Cost("bold_voxel_volumes", 419, 6.1, 5.4, 0.06),  # 486 -> 963 MB, 6 -> 10 s
+    "func_qc": Cost("bold_voxel_volumes", 197, 6.5, 1.3, 0.02),          # 268 -> 774 MB, 1.5 -> 2.9 s
 }
 
 
@@ -142,9 +152,9 @@ def mem_mb(rule: str, work: Work, threads: int = 1, attempt: int = 1) -> int:
 
 
 def runtime(rule: str, work: Work, threads: int = 1, attempt: int = 1) -> int:
-    """Time to request (minutes): the estimate x :data:`MARGIN` x attempt."""
+    """Time to request (minutes): the estimate x :data:`TIME_MARGIN` x attempt."""
     _, wall = estimate(rule, work, threads)
-    return max(MIN_RUNTIME, int(math.ceil(wall * MARGIN / 60.0))) * int(attempt)
+    return max(MIN_RUNTIME, int(math.ceil(wall * TIME_MARGIN / 60.0))) * int(attempt)
 
 
 def group_mem_mb(n_units: int, per_unit_mb: float, base_mb: float = 1000, attempt: int = 1) -> int:
