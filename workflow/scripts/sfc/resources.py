@@ -117,11 +117,16 @@ COSTS = {
     "dwi_register": Cost("t1_voxels", 373, 19, 3.2, 1.6),                # 390 -> 511 MB, 5 -> 14 s
     "dwi_atlas": Cost("none", 450, 0, 4, 0),                             # 432 / 330 MB, 3.5 / 2.5 s
     "dwi_5tt": Cost("t1_voxels", 400, 80, 3, 3),
-    # chunks run side by side, each with its own copy of the FOD image (dwi voxels)
-    "dwi_tractography": Cost("streamlines", 60, 0, 2, 1500, parallel=1.0, mem_per_thread=350,
+    # One single-threaded tckgen per running chunk, each holding the FOD and its dynamic-seeding
+    # fixels (539 MB for tckgen alone at 0.58 M DWI voxels, lmax 8; 642 MB for the job). iFOD2
+    # with dynamic seeding at 2 mm: 273 CPU-s for 100,000 streamlines, 1988 for 1 M (the fixed
+    # part is the seeding's FOD segmentation; the demo's mask seeding at 2.5 mm: ~750 per M).
+    "dwi_tractography": Cost("streamlines", 100, 0, 82, 1906, parallel=1.0, mem_per_thread=950,
                              per_thread_measure="dwi_voxels"),
-    "dwi_sift2": Cost("streamlines", 300, 1500, 10, 500, parallel=0.9),
-    "dwi_connectome": Cost("streamlines", 150, 50, 1, 20),
+    # tcksift2: 465 MB / 107 CPU-s at 100,000 streamlines, 638 MB / 292 CPU-s at 1 M. Its threads
+    # are credited with half the work (292 CPU-s in 312 s wall with 2 threads on a loaded machine).
+    "dwi_sift2": Cost("streamlines", 446, 192, 86, 206, parallel=0.5),
+    "dwi_connectome": Cost("streamlines", 170, 15, 1, 4),                # 184 MB, 4.8 CPU-s at 1 M
     "dwi_qc": Cost("dwi_voxels", 250, 100, 1, 1),
     "func_preprocess": Cost("bold_voxel_volumes", 339, 9.3, 2, 2.0),      # 441 -> 1168 MB, 15 -> 176 s
     "func_connectivity": Cost("bold_voxel_volumes", 419, 6.1, 5.4, 0.06),  # 486 -> 963 MB, 6 -> 10 s
@@ -140,6 +145,11 @@ def estimate(rule: str, work: Work, threads: int = 1) -> tuple[float, float]:
     n = _threads_used(threads, work, rule)
     units = _measure(work, c.measure)
     mem = c.mem_base + c.mem_per * units + c.mem_per_thread * _measure(work, c.per_thread_measure) * n
+    if rule == "dwi_tractography":
+        # each chunk pays the fixed part (dynamic seeding segments the FOD) on its own thread;
+        # with fewer threads than chunks they run in waves
+        waves = math.ceil(max(work.chunks, 1) / n)
+        return mem, waves * (c.cpu_base + c.cpu_per * units / max(work.chunks, 1))
     cpu = c.cpu_base + c.cpu_per * units
     wall = cpu * (1 - c.parallel) + cpu * c.parallel / n
     return mem, wall
