@@ -82,7 +82,8 @@ class Cost:
     ``measure`` names a :class:`Work` attribute (in millions) or ``"none"``; ``parallel`` is the
     share of the CPU time that the job's threads divide (the rest runs on one thread);
     ``mem_per_thread`` is memory each extra thread adds (``per_thread_measure`` the
-    measure it scales with, in millions).
+    measure it scales with, in millions); ``wall_factor`` is wall over CPU time of a job that
+    waits on its files (the rest are CPU-bound).
     """
 
     measure: str
@@ -93,6 +94,7 @@ class Cost:
     parallel: float = 0.0
     mem_per_thread: float = 0.0
     per_thread_measure: str = "none"
+    wall_factor: float = 1.0
 
 
 def _measure(work: Work, name: str) -> float:
@@ -118,17 +120,22 @@ COSTS = {
     "dwi_atlas": Cost("none", 450, 0, 4, 0),                             # 432 / 330 MB, 3.5 / 2.5 s
     "dwi_5tt": Cost("t1_voxels", 400, 80, 3, 3),
     # One single-threaded tckgen per running chunk, each holding the FOD and its dynamic-seeding
-    # fixels (539 MB for tckgen alone at 0.58 M DWI voxels, lmax 8; 642 MB for the job). iFOD2
-    # with dynamic seeding at 2 mm: 273 CPU-s for 100,000 streamlines, 1988 for 1 M (the fixed
-    # part is the seeding's FOD segmentation; the demo's mask seeding at 2.5 mm: ~750 per M).
-    "dwi_tractography": Cost("streamlines", 100, 0, 82, 1906, parallel=1.0, mem_per_thread=950,
+    # fixels (527 MB for tckgen alone at 0.58 M DWI voxels, lmax 8, whatever the count; 642 MB
+    # for the job). iFOD2 with dynamic seeding at 2 mm: 274, 635 and 1988 CPU-s for 0.1, 0.3 and
+    # 1 M streamlines, a line 73 + 1911 per M (residuals < 12 s; the fixed part is the seeding's
+    # FOD segmentation; the demo's mask seeding at 2.5 mm: ~750 per M).
+    "dwi_tractography": Cost("streamlines", 100, 0, 73, 1911, parallel=1.0, mem_per_thread=950,
                              per_thread_measure="dwi_voxels"),
-    # tcksift2: 465 MB / 107 CPU-s at 100,000 streamlines, 638 MB / 292 CPU-s at 1 M. Its threads
-    # are credited with half the work (292 CPU-s in 312 s wall with 2 threads on a loaded machine).
-    "dwi_sift2": Cost("streamlines", 446, 192, 86, 206, parallel=0.5),
+    # tcksift2 at 0.1, 0.3 and 1 M streamlines: 454, 501, 625 MB and 107, 147, 317 CPU-s, lines
+    # 440 + 186 MB and 81 + 236 CPU-s per M (residuals < 6). Its threads are credited with half
+    # the work (292 CPU-s in 312 s wall with 2 threads on a loaded machine).
+    "dwi_sift2": Cost("streamlines", 440, 186, 81, 236, parallel=0.5),
     "dwi_connectome": Cost("streamlines", 170, 15, 1, 4),                # 184 MB, 4.8 CPU-s at 1 M
     "dwi_qc": Cost("dwi_voxels", 250, 100, 1, 1),
-    "func_preprocess": Cost("bold_voxel_volumes", 339, 9.3, 2, 2.0),      # 441 -> 1168 MB, 15 -> 176 s
+    # 441 -> 1168 MB, 15 -> 176 CPU-s; its wall time is 1.9x its CPU time in the demo (the rest
+    # of the jobs: 1.6-1.7x) and 2.75x in the real-scale run on a loaded machine: it reads and
+    # writes the whole 4D series several times (gzip, antspyx)
+    "func_preprocess": Cost("bold_voxel_volumes", 339, 9.3, 2, 2.0, wall_factor=2.0),
     "func_connectivity": Cost("bold_voxel_volumes", 419, 6.1, 5.4, 0.06),  # 486 -> 963 MB, 6 -> 10 s
     "func_qc": Cost("bold_voxel_volumes", 197, 6.5, 1.3, 0.02),          # 268 -> 774 MB, 1.5 -> 2.9 s
 }
@@ -151,7 +158,7 @@ def estimate(rule: str, work: Work, threads: int = 1) -> tuple[float, float]:
         waves = math.ceil(max(work.chunks, 1) / n)
         return mem, waves * (c.cpu_base + c.cpu_per * units / max(work.chunks, 1))
     cpu = c.cpu_base + c.cpu_per * units
-    wall = cpu * (1 - c.parallel) + cpu * c.parallel / n
+    wall = (cpu * (1 - c.parallel) + cpu * c.parallel / n) * c.wall_factor
     return mem, wall
 
 
