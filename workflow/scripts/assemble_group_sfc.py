@@ -3,6 +3,8 @@
 Subjects listed in group/excluded.tsv (e.g. by the functional QC) are left out.
 """
 
+import os
+
 import pandas as pd
 
 from sfc import io, stats
@@ -17,7 +19,9 @@ drop = {pid + (f"_ses-{ses}" if ses not in ("", "n/a") else "")
 listing = pd.read_csv(snakemake.input.listing, sep="\t", dtype=str)
 if list(listing["participant_id"]) != list(snakemake.params.participant_ids):
     raise ValueError(f"{snakemake.input.listing} lists other subjects than this run: rerun its coupling job")
-pairs = [(pid, table) for pid, table in zip(listing["participant_id"], listing["path"]) if pid not in drop]
+folder = os.path.dirname(snakemake.input.listing)  # the listing's paths are relative to its folder
+pairs = [(pid, os.path.join(folder, table)) for pid, table in zip(listing["participant_id"], listing["path"])
+         if pid not in drop]
 table = stats.assemble([p for p, _ in pairs], [t for _, t in pairs], labels)
 io.write_tsv(snakemake.output[0], table)
 log.info("%d subjects x %d regions -> %s (%d left out by exclusions)", len(table), len(labels),

@@ -5,6 +5,8 @@ seconds for a thousand subjects; SDI needs the group-average SC anyway) and
 writes one ``index, name, sfc`` table per subject.
 """
 
+import os
+
 import numpy as np
 import pandas as pd
 
@@ -43,4 +45,8 @@ tables = [path for path in snakemake.output if path != snakemake.output.listing]
 if len(tables) != len(values):
     raise ValueError(f"{len(values)} subjects computed but {len(tables)} outputs")
 coupling.write_region_tables(tables, values, labels)
-io.write_tsv(snakemake.output.listing, pd.DataFrame({"participant_id": params.participant_ids, "path": tables}))
+# paths relative to the listing's folder: the output folder stays movable (a copied project, or
+# two runs of the same inputs into two folders, hold the same bytes)
+folder = os.path.dirname(snakemake.output.listing)
+io.write_tsv(snakemake.output.listing, pd.DataFrame({"participant_id": params.participant_ids,
+                                                     "path": [os.path.relpath(t, folder) for t in tables]}))
