@@ -158,7 +158,8 @@ def with_preset(args, preset=DEMO_PRESET) -> list[str]:
     if preset is None:
         return args
     if "--configfile" in args:
-        at = args.index("--configfile") + 1
+        # after the last one: a repeated --configfile replaces the earlier ones (argparse)
+        at = len(args) - args[::-1].index("--configfile")
         return [*args[:at], str(preset), *args[at:]]
     return [*args, "--configfile", str(preset)]  # last: --configfile takes every word after it
 
