@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from sfc import bids, testing
+from sfc.participants import read_participants
 from sfc.errors import InputError
 
 COLUMNS = ["age", "sex", "site", "education_years", "hamd24_pre", "bsi"]
@@ -99,10 +100,35 @@ def test_participant_without_folder_is_listed(cohort):
 def test_sessions_are_discovered_as_units(tmp_path):
     root = tmp_path / "bids"
     testing.make_dataset(root, 2, sessions=("1", "2"))
-    result = discover(root)
+    result = discover(root, sessions="all")
     assert result.has_sessions
     assert sorted(result.kept) == [("0001", "1"), ("0001", "2"), ("0002", "1"), ("0002", "2")]
     assert result.kept[("0002", "2")].dwi.endswith("sub-0002/ses-2/dwi/sub-0002_ses-2_dwi.nii.gz")
+    assert result.repeated_participants == ["sub-0001", "sub-0002"]
+
+
+def test_first_session_by_label_value_then_by_acq_time(tmp_path):
+    root = tmp_path / "bids"
+    testing.make_dataset(root, 2, sessions=("2", "10"))
+    result = discover(root)                                 # default: first
+    assert sorted(result.kept) == [("0001", "2"), ("0002", "2")]       # 2 before 10, not "10" < "2"
+    assert result.not_selected == [("sub-0001", "10"), ("sub-0002", "10")]
+    assert result.repeated_participants == [] and not result.excluded
+    assert "2 further session(s) not analysed (sessions: first" in result.summary()
+    # sessions.tsv acq_time decides where every session has one
+    (root / "sub-0002" / "sub-0002_sessions.tsv").write_text(
+        "session_id\tacq_time\r\nses-2\t2021-05-01T10:00:00\r\nses-10\t2020-01-03T09:00:00\r\n")
+    assert sorted(discover(root).kept) == [("0001", "2"), ("0002", "10")]
+
+
+def test_session_label_keeps_that_session_and_names_who_lacks_it(tmp_path):
+    root = tmp_path / "bids"
+    testing.make_dataset(root, 2, sessions=("1",))
+    testing.make_subject(root, "0002", "2")
+    result = discover(root, sessions="2")
+    assert sorted(result.kept) == [("0002", "2")]
+    assert reasons(result)["sub-0001"].startswith("no ses-2 folder (config sessions: 2); has ses-1")
+    assert result.not_selected == [("sub-0002", "1")]
 
 
 def test_mixed_session_layout_is_one_clear_error(tmp_path):
@@ -127,87 +153,6 @@ def test_exclusion_table_has_interface_columns(cohort):
     assert table.iloc[0].participant_id == "sub-0002"
 
 
-# --- participants.tsv errors: one message naming file, line/column and fix ---------------
-
-def write_table(tmp_path, text):
-    path = tmp_path / "participants.tsv"
-    path.write_text(text)
-    return path
-
-
-HEAD = "participant_id\tgroup\tage\tsex\tsite\teducation_years\thamd24_pre\tbsi\n"
-
-
-def test_unknown_group_names_file_line_value_and_fix(tmp_path):
-    path = write_table(tmp_path, HEAD + "sub-01\tTRD\t30\tF\ts1\t12\t31\t4\nsub-02\tMDD\t40\tM\ts1\t12\t30\t2\n")
-    with pytest.raises(InputError) as err:
-        bids.read_participants(path, "group", GROUPS, COLUMNS)
-    message = str(err.value)
-    assert message.startswith(str(path))
-    assert "line 3 (sub-02), column 'group': unknown group 'MDD'" in message
-    assert "Fix: correct the label, or add it to the config key `groups`" in message
-
-
-def test_missing_configured_column_is_named(tmp_path):
-    path = write_table(tmp_path, "participant_id\tgroup\tage\nsub-01\tTRD\t30\n")
-    with pytest.raises(InputError, match=r"column\(s\) 'sex', 'site', 'education_years', 'hamd24_pre', 'bsi'"):
-        bids.read_participants(path, "group", GROUPS, COLUMNS)
-
-
-def test_missing_group_column_is_named(tmp_path):
-    path = write_table(tmp_path, "participant_id\tdiagnosis\nsub-01\tTRD\n")
-    with pytest.raises(InputError, match="column\\(s\\) 'group' named in the config are missing"):
-        bids.read_participants(path, "group", GROUPS)
-
-
-def test_non_numeric_age_names_line_and_column(tmp_path):
-    path = write_table(tmp_path, HEAD + "sub-01\tTRD\tthirty\tF\ts1\t12\t31\t4\n")
-    with pytest.raises(InputError, match=r"line 2 \(sub-01\), column 'age': 'thirty' is not valid"):
-        bids.read_participants(path, "group", GROUPS, COLUMNS)
-
-
-def test_out_of_range_scale_is_refused(tmp_path):
-    path = write_table(tmp_path, HEAD + "sub-01\tTRD\t30\tF\ts1\t12\t31\t99\n")
-    with pytest.raises(InputError, match=r"column 'bsi': 99.0 is not valid"):
-        bids.read_participants(path, "group", GROUPS, COLUMNS)
-
-
-def test_bad_participant_id_is_refused(tmp_path):
-    path = write_table(tmp_path, HEAD + "01\tTRD\t30\tF\ts1\t12\t31\t4\n")
-    with pytest.raises(InputError, match=r"column 'participant_id': '01' is not valid"):
-        bids.read_participants(path, "group", GROUPS, COLUMNS)
-
-
-def test_duplicate_participant_is_refused(tmp_path):
-    row = "sub-01\tTRD\t30\tF\ts1\t12\t31\t4\n"
-    path = write_table(tmp_path, HEAD + row + row)
-    with pytest.raises(InputError, match=r"sub-01 appears more than once \(lines 2, 3\)"):
-        bids.read_participants(path, "group", GROUPS, COLUMNS)
-
-
-def test_ragged_table_is_malformed(tmp_path):
-    path = write_table(tmp_path, "participant_id\tgroup\nsub-01\tTRD\textra\tcells\n")
-    with pytest.raises(InputError, match="malformed table: line 2 has 4 tab-separated fields, the header has 2"):
-        bids.read_participants(path, "group", GROUPS)
-
-
-def test_comma_separated_table_gets_a_hint(tmp_path):
-    path = write_table(tmp_path, "participant_id,group\nsub-01,TRD\n")
-    with pytest.raises(InputError, match="no participant_id column \\(it looks comma-separated\\)"):
-        bids.read_participants(path, "group", GROUPS)
-
-
-def test_missing_values_are_na_not_errors(tmp_path):
-    path = write_table(tmp_path, HEAD + "sub-01\tHC\t30\tF\ts1\t12\tn/a\tn/a\n")
-    table = bids.read_participants(path, "group", GROUPS, COLUMNS)
-    assert table.loc["sub-01", "age"] == 30.0 and table["bsi"].isna().all()
-
-
-def test_missing_participants_file_says_where(tmp_path):
-    with pytest.raises(InputError, match="participants table not found"):
-        bids.read_participants(tmp_path / "none.tsv")
-
-
 def test_missing_bids_dir_is_one_error(tmp_path):
     with pytest.raises(InputError, match="the BIDS folder does not exist"):
         bids.discover(tmp_path / "nowhere")
@@ -215,27 +160,39 @@ def test_missing_bids_dir_is_one_error(tmp_path):
 
 # --- connectome-level input -----------------------------------------------------------------
 
-def _connectome_site(root: Path, subjects):
+def _connectome_site(root: Path, subjects, sessions=(None,)):
     from sfc import io, paths
     import numpy as np
     for s in subjects:
-        for atlas in ("HOA",):
-            io.write_matrix(paths.sc_matrix(root, s, None, atlas, "count"), np.zeros((3, 3)))
-            io.write_matrix(paths.fc_matrix(root, s, None, atlas), np.eye(3))
+        for t in sessions:
+            io.write_matrix(paths.sc_matrix(root, s, t, "HOA", "count"), np.zeros((3, 3)))
+            io.write_matrix(paths.fc_matrix(root, s, t, "HOA"), np.eye(3))
     return root
 
 
-def _discover_connectomes(dirs, participants):
+def _discover_connectomes(dirs, participants, **kwargs):
     from sfc import paths
-    return bids.discover_connectomes(dirs, participants, lambda d, s, a: paths.sc_matrix(d, s, None, a, "count"),
-                                     lambda d, s, a: paths.fc_matrix(d, s, None, a), ["HOA"])
+    return bids.discover_connectomes(dirs, participants,
+                                     lambda d, s, t, a: paths.sc_matrix(d, s, t, a, "count"),
+                                     lambda d, s, t, a: paths.fc_matrix(d, s, t, a), ["HOA"], **kwargs)
+
+
+def test_connectome_folders_with_sessions_are_found(tmp_path):
+    a = _connectome_site(tmp_path / "siteA", ["A1", "A2"], sessions=("1", "2"))
+    rows = [testing.participant_row(i, s) for i, s in enumerate(["A1", "A2"])]
+    table = read_participants(testing.write_participants(tmp_path, rows), "group", GROUPS)
+    result = _discover_connectomes([a], table)
+    assert sorted(result.kept) == [("A1", "1"), ("A2", "1")] and result.has_sessions
+    assert len(result.not_selected) == 2
+    assert sorted(_discover_connectomes([a], table, sessions="all").kept) == [
+        ("A1", "1"), ("A1", "2"), ("A2", "1"), ("A2", "2")]
 
 
 def test_connectome_folders_are_pooled(tmp_path):
     a = _connectome_site(tmp_path / "siteA", ["A1", "A2"])
     b = _connectome_site(tmp_path / "siteB", ["B1"])
     rows = [testing.participant_row(i, s) for i, s in enumerate(["A1", "A2", "B1"])]
-    table = bids.read_participants(testing.write_participants(tmp_path, rows), "group", GROUPS)
+    table = read_participants(testing.write_participants(tmp_path, rows), "group", GROUPS)
     result = _discover_connectomes([a, b], table)
     assert {k[0]: v.source_dir for k, v in result.kept.items()} == {"A1": str(a), "A2": str(a), "B1": str(b)}
 
@@ -243,7 +200,7 @@ def test_connectome_folders_are_pooled(tmp_path):
 def test_conflicting_subject_ids_across_sites_are_an_error(tmp_path):
     a = _connectome_site(tmp_path / "siteA", ["01"])
     b = _connectome_site(tmp_path / "siteB", ["01"])
-    table = bids.read_participants(testing.write_participants(tmp_path, [testing.participant_row(0, "01")]),
+    table = read_participants(testing.write_participants(tmp_path, [testing.participant_row(0, "01")]),
                                    "group", GROUPS)
     with pytest.raises(InputError, match="sub-01 is also in .*siteA: subject IDs conflict across sites"):
         _discover_connectomes([a, b], table)

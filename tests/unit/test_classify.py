@@ -360,6 +360,31 @@ def test_load_dataset_reads_groups_codes_sex_and_drops_other_groups(tmp_path):
     assert ds.regions == ["r0", "r1", "r2", "r3"]
 
 
+def test_session_units_and_spreadsheet_codes_give_the_same_dataset(tmp_path):
+    """Unit IDs sub-XX_ses-1 belong to participant sub-XX; sex M/male/Male is one level."""
+    groups = ["TRD", "nTRD"] * 6
+    X = np.random.default_rng(1).random((12, 4))
+    clean = C.load_dataset(*_write_inputs(tmp_path, groups, X), covariates=["age", "sex"], site_column="site")
+    sfc_path, part_path = _write_inputs(tmp_path, groups, X)
+    sfc = pd.read_csv(sfc_path, sep="\t")
+    sfc["participant_id"] += "_ses-1"
+    sfc.to_csv(sfc_path, sep="\t", index=False)
+    parts = pd.read_csv(part_path, sep="\t")
+    parts["sex"] = [{"M": ["male", "Male", "M"][i % 3], "F": "female"}[x] for i, x in enumerate(parts["sex"])]
+    parts[parts.columns[::-1]].to_csv(part_path, sep="\t", index=False, lineterminator="\r\n",
+                                       encoding="utf-8-sig")
+    ds = C.load_dataset(sfc_path, part_path, covariates=["age", "sex"], site_column="site")
+    np.testing.assert_array_equal(ds.X, clean.X)
+    np.testing.assert_array_equal(ds.covariates, clean.covariates)
+    assert ds.covariate_names == clean.covariate_names == ["age", "sex[M]"]
+    assert ds.subjects == [f"{s}_ses-1" for s in clean.subjects]
+    # two sessions of one participant in one fit stop with the fix
+    sfc.loc[1, "participant_id"] = "sub-00_ses-2"
+    sfc.to_csv(sfc_path, sep="\t", index=False)
+    with pytest.raises(InputError, match="participant sub-00 has more than one unit.*sessions to first"):
+        C.load_dataset(sfc_path, part_path)
+
+
 def test_one_class_only_stops_with_a_message_naming_the_file_and_fix(tmp_path):
     sfc_path, part_path = _write_inputs(tmp_path, ["TRD", "HC"] * 10, np.ones((20, 3)))
     with pytest.raises(InputError, match="nTRD.*Fix: set classification.positive") as err:

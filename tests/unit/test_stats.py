@@ -13,6 +13,8 @@ from statsmodels.stats.anova import anova_lm
 from statsmodels.stats.multitest import multipletests
 
 from sfc import harmonize, io, stats
+from sfc.errors import InputError
+from sfc.participants import read_participants
 
 GROUPS = ["TRD", "nTRD", "HC"]
 
@@ -105,6 +107,17 @@ def test_ancova_drops_subjects_outside_the_groups_or_missing_covariates():
     part.loc[1, "age"] = np.nan
     got = stats.ancova(sfc, part, "group", GROUPS, ["age"])
     assert (got["n"] == len(part) - 2).all()
+
+
+def test_ancova_of_session_units_equals_the_plain_one_and_refuses_two_sessions_of_one_person():
+    rng = np.random.default_rng(4)
+    part, sfc = cohort(rng)
+    plain = stats.ancova(sfc, part, "group", GROUPS, ["age", "sex"])
+    units = sfc.assign(participant_id=sfc["participant_id"] + "_ses-1")
+    pd.testing.assert_frame_equal(stats.ancova(units, part, "group", GROUPS, ["age", "sex"]), plain)
+    units.loc[1, "participant_id"] = "sub-000_ses-2"
+    with pytest.raises(InputError, match="1 participant\\(s\\) have more than one unit.*sessions to first"):
+        stats.ancova(units, part, "group", GROUPS, ["age", "sex"])
 
 
 # --- clinical correlations ------------------------------------------------------------------
@@ -253,7 +266,7 @@ def analyse_cohort(res, atlases):
     """What the workflow does: read SC (count) and FC files, Spearman SFC, assemble, ANCOVA."""
     from sfc import coupling, paths
 
-    part = stats.read_participants_table(res.participants_tsv)
+    part = read_participants(res.participants_tsv)
     out = {}
     for atlas in atlases:
         labels = io.read_labels(paths.atlas_labels(res.out_dir, atlas))

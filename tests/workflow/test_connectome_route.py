@@ -1,10 +1,10 @@
 """The group stage on its own, from connectome folders (`input: connectomes`): it finds the
-planted effects of the synthetic cohort, and pooling two sites' folders gives the same group
-results as one folder holding everyone."""
+planted effects of the synthetic cohort; pooling two sites' folders, or storing the cohort under
+session folders with a spreadsheet-saved participants table, gives the same group results as one
+clean folder holding everyone; the default config (sdi cannot run without time series) plans."""
 
 import shutil
 
-import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -23,9 +23,9 @@ def cohort(tmp_path_factory, atlas_dir):
                                       seed=3, weights=("count",))
 
 
-def run_group_stage(tmp_path, name, dirs, participants, atlas_dir):
+def run_group_stage(tmp_path, name, dirs, participants, atlas_dir, **extra):
     config = tmp_path / f"{name}.yaml"
-    config.write_text(yaml.safe_dump({
+    config.write_text(yaml.safe_dump({**extra,
         "input": "connectomes", "connectomes_dirs": [str(d) for d in dirs], "participants": str(participants),
         "output_dir": str(tmp_path / name), "atlas_dir": str(atlas_dir),
         "coupling": {"methods": ["spearman", "communication"], "min_neighbours": 5, "path_transform": "inv",
@@ -75,3 +75,68 @@ def test_conflicting_subject_ids_across_sites_stop_the_run(cohort, tmp_path, atl
     result = run_snakemake("-n", "--configfile", config, workdir=tmp_path / "work")
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert f"sub-{cohort.subjects[0]} is also in {sites[0]}: subject IDs conflict across sites" in result.stderr
+
+
+def store_under_sessions(cohort, root, later_from):
+    """The cohort as sub-<s>/ses-1/... (files renamed the BIDS way); the subjects in
+    ``later_from`` also get a ses-2 holding another subject's connectomes."""
+    for subject in cohort.subjects:
+        sessions = {"1": subject, **({"2": later_from[subject]} if subject in later_from else {})}
+        for session, donor in sessions.items():
+            for path in (cohort.out_dir / f"sub-{donor}").rglob("*"):
+                if path.is_file():
+                    rel = path.relative_to(cohort.out_dir / f"sub-{donor}")
+                    target = root / f"sub-{subject}" / f"ses-{session}" / rel.parent / path.name.replace(
+                        f"sub-{donor}_", f"sub-{subject}_ses-{session}_")
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(path, target)
+    return root
+
+
+def as_a_spreadsheet_saves_it(clean, messy):
+    """BOM, CRLF, columns reversed, spaces around cells, sex written three ways."""
+    table = pd.read_csv(clean, sep="\t", dtype=str, keep_default_na=False)
+    spellings = {"M": ["male", "Male", " M"], "F": ["female", "Female ", "F"]}
+    table["sex"] = [spellings[x][i % 3] if x in spellings else x for i, x in enumerate(table["sex"])]
+    table["group"] = table["group"] + " "
+    table[table.columns[::-1]].to_csv(messy, sep="\t", index=False, lineterminator="\r\n", encoding="utf-8-sig")
+    return messy
+
+
+def test_sessions_and_a_spreadsheet_saved_table_give_the_same_group_results(cohort, tmp_path, atlas_dir):
+    extra = {"covariates": ["age", "sex"]}
+    one = run_group_stage(tmp_path, "one", [cohort.out_dir], cohort.participants_tsv, atlas_dir, **extra)
+    later = dict(zip(cohort.subjects[:4], cohort.subjects[-4:]))  # a later session that must not be used
+    sessions = store_under_sessions(cohort, tmp_path / "sessions", later)
+    messy = as_a_spreadsheet_saves_it(cohort.participants_tsv, tmp_path / "participants.tsv")
+    assert b"male" in messy.read_bytes() and messy.read_bytes().startswith(b"\xef\xbb\xbf")
+    other = run_group_stage(tmp_path, "sessions", [sessions], messy, atlas_dir, **extra)
+    for atlas in ("BNA246", "HOA"):
+        for method in ("spearman", "communication"):
+            a = pd.read_csv(paths.group_sfc(one, atlas, method), sep="\t")
+            b = pd.read_csv(paths.group_sfc(other, atlas, method), sep="\t")
+            assert list(b["participant_id"]) == [f"{p}_ses-1" for p in a["participant_id"]]
+            pd.testing.assert_frame_equal(a.drop(columns="participant_id"), b.drop(columns="participant_id"))
+            pd.testing.assert_frame_equal(pd.read_csv(paths.group_stats(one, atlas, method), sep="\t"),
+                                          pd.read_csv(paths.group_stats(other, atlas, method), sep="\t"))
+    a = pd.read_csv(paths.classification(one), sep="\t")
+    b = pd.read_csv(paths.classification(other), sep="\t")
+    pd.testing.assert_frame_equal(a, b)
+
+
+def test_the_default_config_plans_on_the_connectome_route(cohort, tmp_path):
+    """Paths, plus the weight the folders hold (the default, sift2, is for new imaging runs)."""
+    config = tmp_path / "default.yaml"
+    settings = {"input": "connectomes", "connectomes_dirs": [str(cohort.out_dir)],
+                "participants": str(cohort.participants_tsv), "output_dir": str(tmp_path / "out")}
+    config.write_text(yaml.safe_dump(settings))
+    # without the weight, every subject lacks its sift2 SC: one message at discovery, not "0 kept"
+    result = run_snakemake("-n", "--configfile", config, workdir=tmp_path / "work", preset=None)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "no subject can be analysed: all 42 are left out (42 x 'missing sub-*/dwi/sub-*_atlas-BNA246_" \
+           "desc-sift2_sc.tsv')" in result.stderr
+    config.write_text(yaml.safe_dump({**settings, "sc_weight": "count"}))
+    result = run_snakemake("-n", "--configfile", config, workdir=tmp_path / "work", preset=None)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "coupling method sdi skipped" in result.stderr
+    assert "desc-sdi" not in result.stdout and "desc-communication" in result.stdout

@@ -38,7 +38,7 @@ rule classify:
     benchmark:
         f"{BENCH}/classify/atlas-{{atlas}}_desc-{{method}}.tsv"
     wildcard_constraints:
-        method="|".join(config["coupling"]["methods"]),
+        method="|".join(COUPLING_METHODS),
     conda:
         "../../envs/learn.yaml"
     # 2, not more: a SLURM job asking for more CPUs than a node has never starts
@@ -78,7 +78,7 @@ rule classification_summary:
             CLASSIFY_PATTERN,
             kind="classification",
             atlas=ATLASES,
-            method=config["coupling"]["methods"],
+            method=COUPLING_METHODS,
         ),
     output:
         table=paths.classification(OUT),
@@ -97,7 +97,8 @@ rule classification_summary:
         "../scripts/classify.py"
 
 
-TARGETS += [
-    paths.classification(OUT),
-    paths.group_file(OUT, "classification_atlases.tsv"),
-]
+if GROUP_FITS:
+    TARGETS += [
+        paths.classification(OUT),
+        paths.group_file(OUT, "classification_atlases.tsv"),
+    ]

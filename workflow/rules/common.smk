@@ -15,6 +15,7 @@ from sfc import bids, paths  # noqa: E402
 from sfc import resources as sfc_resources  # noqa: E402
 from sfc.config import schema_problem  # noqa: E402
 from sfc.errors import InputError  # noqa: E402
+from sfc.participants import read_participants  # noqa: E402
 
 
 def fail(error):
@@ -69,19 +70,20 @@ def _discover():
         if not config.get("participants"):
             raise InputError(None, "input: connectomes needs a pooled participants table",
                              "set the config key `participants` to a participants.tsv covering every site")
-        table = bids.read_participants(config["participants"], config["group_column"], config["groups"],
+        table = read_participants(config["participants"], config["group_column"], config["groups"],
                                        _configured_columns())
         return bids.discover_connectomes(
             config["connectomes_dirs"], table,
-            lambda d, s, a: paths.sc_matrix(d, s, None, a, config["sc_weight"]),
-            lambda d, s, a: paths.fc_matrix(d, s, None, a), ATLASES)
+            lambda d, s, t, a: paths.sc_matrix(d, s, t, a, config["sc_weight"]),
+            lambda d, s, t, a: paths.fc_matrix(d, s, t, a), ATLASES, sessions=config["sessions"])
     need = ["t1w", "dwi", "bold"]
     if config["input"]["dwi"] == "qsiprep":
         need.remove("dwi")
     if config["input"]["func"] == "fmriprep":
         need.remove("bold")
     return bids.discover(config["bids_dir"], config.get("participants"), config["group_column"],
-                         config["groups"], _configured_columns(), need=tuple(need), task=config["task"])
+                         config["groups"], _configured_columns(), need=tuple(need), task=config["task"],
+                         sessions=config["sessions"])
 
 
 DEMO_PENDING = (
@@ -99,13 +101,30 @@ else:
     except InputError as error:
         fail(error)
     sys.stderr.write(f"sfc: {DISCOVERY.summary()}\n")
+    if not DISCOVERY.kept:
+        fail(bids.nothing_to_analyse(
+            DISCOVERY,
+            ", ".join(map(str, config["connectomes_dirs"])) if CONNECTOME_INPUT else config["bids_dir"],
+        ))
 
 HAS_SESSIONS = bool(DISCOVERY and DISCOVERY.has_sessions)
 # The session entity of every per-subject path pattern: absent for session-less datasets.
 SES = "{session}" if HAS_SESSIONS else None
 UNITS = sorted(DISCOVERY.kept) if DISCOVERY else []  # (subject, session) pairs kept
 # participant_id of each unit in the group tables (``_ses-<label>`` added where sessions exist)
-UNIT_IDS = [paths.entity_prefix(s, t) for s, t in UNITS]
+UNIT_IDS = [paths.unit_id(s, t) for s, t in UNITS]
+# Group fits (statistics, clinical correlations, classification, report) take one unit per
+# person; only `sessions: all` on a dataset with several sessions per person breaks that.
+REPEATED_PARTICIPANTS = DISCOVERY.repeated_participants if DISCOVERY else []
+GROUP_FITS = bool(UNITS) and not REPEATED_PARTICIPANTS
+if REPEATED_PARTICIPANTS:
+    sys.stderr.write(
+        f"sfc: sessions: all: {len(UNITS)} units of {len({s for s, _ in UNITS})} participants "
+        f"(e.g. {REPEATED_PARTICIPANTS[0]} has several); the group statistics, clinical correlations, "
+        "classification and report need one unit per participant and are not built in this run (the "
+        "per-session connectomes, SFC tables and group SFC tables are). Set sessions: first or a session "
+        "label for the cross-sectional analysis\n"
+    )
 
 
 def scans(wildcards):

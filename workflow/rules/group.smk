@@ -122,11 +122,13 @@ rule cross_atlas:
 
 
 if UNITS:
+    TARGETS += [paths.group_sfc(OUT, a, m) for a in ATLASES for m in COUPLING_METHODS]
+if GROUP_FITS:
     TARGETS += [
         f(OUT, a, m)
         for a in ATLASES
         for m in COUPLING_METHODS
-        for f in (paths.group_sfc, paths.group_stats, paths.group_clinical)
+        for f in (paths.group_stats, paths.group_clinical)
     ]
     if len(ATLASES) > 1:
         TARGETS += [

@@ -4,7 +4,7 @@
 # route). Its main figures also go to Snakemake's own --report through report().
 
 REPORT = config.get("report", {})
-REPORT_METHODS = [m for m in config["coupling"]["methods"] if m in COUPLING_METHODS]
+REPORT_METHODS = COUPLING_METHODS  # the methods that can run (coupling.smk), in config order
 # The command line of the main Snakemake process (jobs inherit it through the environment;
 # not a param, so a new invocation does not make the report out of date).
 os.environ.setdefault("SFC_COMMAND_LINE", " ".join(sys.argv))
@@ -114,4 +114,5 @@ if UNITS:
         script:
             "../scripts/make_report.py"
 
-    TARGETS += [paths.report(OUT)]
+    if GROUP_FITS:
+        TARGETS += [paths.report(OUT)]

@@ -7,13 +7,13 @@ import os
 
 import pandas as pd
 
-from sfc import io, stats
+from sfc import io, paths, stats
 from sfc.logs import script_logger
 
 log = script_logger(snakemake.log[0])
 labels = io.read_labels(snakemake.input.labels)
 excluded = pd.read_csv(snakemake.input.excluded, sep="\t", dtype=str, keep_default_na=False)
-drop = {pid + (f"_ses-{ses}" if ses not in ("", "n/a") else "")
+drop = {paths.unit_id(pid.removeprefix("sub-"), ses if ses not in ("", "n/a") else None)
         for pid, ses in zip(excluded["participant_id"], excluded.get("session", [""] * len(excluded)))}
 # the coupling job's list of the tables it wrote, one per participant_id, in the same order
 listing = pd.read_csv(snakemake.input.listing, sep="\t", dtype=str)

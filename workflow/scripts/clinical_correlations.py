@@ -3,7 +3,8 @@ within each patient group (covariates partialled out), FDR within group, scale a
 
 import pandas as pd
 
-from sfc import bids, harmonize, io, stats
+from sfc import harmonize, io, stats
+from sfc.participants import read_participants
 from sfc.logs import script_logger
 
 log = script_logger(snakemake.log[0])
@@ -12,7 +13,7 @@ labels = io.read_labels(snakemake.input.labels)
 sfc = stats.read_group_table(snakemake.input.sfc)
 site = p.site_column if p.harmonize else None
 columns = [*p.covariates, *([site] if site else [])]
-participants = bids.read_participants(snakemake.input.participants, p.group_column, p.groups,
+participants = read_participants(snakemake.input.participants, p.group_column, p.groups,
                                       [*columns, *p.scales])
 info = stats.merge_participants(sfc, participants, p.group_column, p.groups, columns)
 sfc = harmonize.harmonize_table(sfc.loc[info.index], info, site, p.group_column, p.covariates)

@@ -16,15 +16,13 @@ import os
 import re
 import struct
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pandas as pd
-import yaml
 
 from .errors import InputError
 from .io import nifti_dims
+from .participants import read_participants
 
-SCHEMA = Path(__file__).resolve().parents[2] / "schemas" / "participants.schema.yaml"
 LABEL = re.compile(r"^[A-Za-z0-9]+$")
 NIFTI = (".nii.gz", ".nii")
 
@@ -62,6 +60,9 @@ class Discovery:
     kept: dict = field(default_factory=dict)  # (subject, session) -> ScanSet
     excluded: list = field(default_factory=list)  # dicts: participant_id, session, reason
     has_sessions: bool = False
+    # sessions present but not analysed under the config's `sessions` choice: (participant_id, session)
+    not_selected: list = field(default_factory=list)
+    sessions: str = "first"
 
     @property
     def subjects(self) -> list[str]:
@@ -75,102 +76,20 @@ class Discovery:
 
     def summary(self) -> str:
         units = "subject-sessions" if self.has_sessions else "subjects"
-        return (f"{len(self.kept)} {units} kept, {len(self.excluded)} left out"
+        text = (f"{len(self.kept)} {units} kept, {len(self.excluded)} left out"
                 + (" (reasons in group/excluded.tsv)" if self.excluded else ""))
+        if self.not_selected:
+            why = ("the first session of each participant" if self.sessions == "first"
+                   else f"session {self.sessions} only")
+            text += (f"; {len(self.not_selected)} further session(s) not analysed (sessions: {self.sessions}: "
+                     f"{why}, since two sessions of one person are not two independent subjects)")
+        return text
 
-
-# --- participants.tsv ---------------------------------------------------------------------
-
-def _schema() -> dict:
-    with open(SCHEMA) as handle:
-        return yaml.safe_load(handle)
-
-
-def read_participants(path, group_column: str = "group", groups=None, columns=()) -> pd.DataFrame:
-    """Read and validate participants.tsv.
-
-    Parameters
-    ----------
-    path : path-like
-        The BIDS participants table (tab-separated, ``n/a`` for missing values).
-    group_column : str
-        The column holding each participant's group.
-    groups : list of str, optional
-        The allowed group labels (config ``groups``).
-    columns : iterable of str
-        Further columns the config relies on (covariates, site, clinical scales).
-
-    Returns
-    -------
-    pandas.DataFrame indexed by ``participant_id``.
-    """
-    import jsonschema
-
-    path = Path(path)
-    fix_format = "write it as a BIDS participants.tsv: tab-separated, one header row, n/a for missing values"
-    if not path.is_file():
-        raise InputError(path, "participants table not found",
-                         "set the config key `participants` or put participants.tsv at the top of bids_dir")
-    lines = path.read_text().splitlines()
-    if not lines or not lines[0].strip():
-        raise InputError(path, "the file is empty or starts with a blank line", fix_format)
-    n_fields = len(lines[0].split("\t"))
-    for number, line in enumerate(lines[1:], start=2):
-        if line.strip() and len(line.split("\t")) != n_fields:
-            raise InputError(path, f"malformed table: line {number} has {len(line.split(chr(9)))} "
-                             f"tab-separated fields, the header has {n_fields}", fix_format)
-    table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
-    table.columns = [c.strip() for c in table.columns]
-    if "participant_id" not in table.columns:
-        sep_hint = " (it looks comma-separated)" if "," in table.columns[0] else ""
-        raise InputError(path, f"no participant_id column{sep_hint}", fix_format)
-    needed = [group_column, *columns]
-    missing = [c for c in dict.fromkeys(needed) if c and c not in table.columns]
-    if missing:
-        raise InputError(path, f"column(s) {', '.join(repr(c) for c in missing)} named in the config are "
-                         f"missing (the table has: {', '.join(table.columns)})",
-                         "add the column(s) to participants.tsv, or change group_column / covariates / "
-                         "site_column / clinical_scales in the config")
-    table = table.apply(lambda col: col.str.strip())
-    schema = _schema()
-    numeric = [c for c, spec in schema["properties"].items() if spec.get("type") == "number"]
-    validator = jsonschema.Draft202012Validator(schema)
-    records = []
-    for i, row in table.iterrows():
-        line = i + 2  # header is line 1
-        record = {}
-        for column, value in row.items():
-            if value in ("n/a", ""):
-                continue
-            if column in numeric:
-                try:
-                    value = float(value)
-                except ValueError:
-                    pass  # the schema reports it with the column name
-            record[column] = value
-        errors = sorted(validator.iter_errors(record), key=lambda e: list(e.path))
-        if errors:
-            err = errors[0]
-            column = err.path[0] if err.path else (err.validator_value[0] if err.validator == "required" else "?")
-            value = record.get(column, "n/a") if err.path else "n/a"
-            hint = schema["properties"].get(column, {}).get("description", "see workflow/schemas/participants.schema.yaml")
-            raise InputError(path, f"line {line} ({row.get('participant_id', '?')}), column '{column}': "
-                             f"{value!r} is not valid ({err.message})", f"correct the value: {hint}")
-        records.append(record)
-    dup = table["participant_id"][table["participant_id"].duplicated()]
-    if len(dup):
-        lines = ", ".join(str(i + 2) for i in table.index[table["participant_id"].isin(dup)])
-        raise InputError(path, f"participant_id {dup.iloc[0]} appears more than once (lines {lines})",
-                         "keep one row per participant")
-    if groups is not None:
-        for i, value in table[group_column].items():
-            if value not in groups:
-                raise InputError(path, f"line {i + 2} ({table.at[i, 'participant_id']}), column "
-                                 f"'{group_column}': unknown group {value!r} (configured groups: "
-                                 f"{', '.join(groups)})",
-                                 "correct the label, or add it to the config key `groups`")
-    out = pd.DataFrame.from_records(records, columns=table.columns)
-    return out.set_index("participant_id", drop=False)
+    @property
+    def repeated_participants(self) -> list[str]:
+        """Participants with more than one kept unit (possible only with ``sessions: all``)."""
+        counts = pd.Series([s for s, _ in self.kept]).value_counts()
+        return sorted(f"sub-{s}" for s in counts.index[counts > 1])
 
 
 # --- raw BIDS ---------------------------------------------------------------------------
@@ -271,8 +190,51 @@ def _scan_unit(bids_dir: str, folder: str, subject: str, session: str | None,
     return ScanSet(subject=subject, session=session, **found)
 
 
+def _natural(label: str):
+    """Sort key: ``2`` before ``10``, letters after numbers."""
+    return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.findall(r"\d+|\D+", label)]
+
+
+def session_order(subject_dir: str, sessions: list[str]) -> list[str]:
+    """A subject's sessions, earliest first.
+
+    By ``acq_time`` of ``sub-<s>_sessions.tsv`` (BIDS) where every session has one;
+    otherwise by label, numbers by value (``ses-2`` before ``ses-10``; ``baseline``
+    and ``followup`` sort alphabetically, so give them an acq_time).
+    """
+    ordered = sorted(sessions, key=_natural)
+    table = os.path.join(subject_dir, f"{os.path.basename(subject_dir)}_sessions.tsv")
+    if not os.path.isfile(table):
+        return ordered
+    try:
+        with open(table, encoding="utf-8-sig") as handle:
+            rows = [[c.strip() for c in line.rstrip("\r\n").split("\t")] for line in handle if line.strip()]
+        header = rows[0]
+        sid, acq = header.index("session_id"), header.index("acq_time")
+        times = {r[sid].removeprefix("ses-"): r[acq] for r in rows[1:] if len(r) == len(header)}
+    except (ValueError, IndexError, OSError):
+        return ordered
+    if not all(times.get(x, "n/a") not in ("", "n/a") for x in sessions):
+        return ordered
+    return sorted(sessions, key=lambda x: (times[x], _natural(x)))
+
+
+def select_sessions(subject_dir: str, sessions: list[str], choice: str) -> tuple[list[str], list[str]]:
+    """(analysed, not analysed) sessions of one subject under the config's ``sessions``.
+
+    ``all``: every session; ``first``: the earliest (:func:`session_order`); a label:
+    that session only (none when the subject lacks it).
+    """
+    if choice == "all":
+        return list(sessions), []
+    if choice == "first":
+        ordered = session_order(subject_dir, sessions)
+        return ordered[:1], ordered[1:]
+    return [x for x in sessions if x == choice], [x for x in sessions if x != choice]
+
+
 def discover(bids_dir, participants_file=None, group_column: str = "group", groups=None, columns=(),
-             need=("t1w", "dwi", "bold"), task: str = "rest") -> Discovery:
+             need=("t1w", "dwi", "bold"), task: str = "rest", sessions: str = "first") -> Discovery:
     """Find every subject (and session) and what it has.
 
     Parameters
@@ -288,6 +250,9 @@ def discover(bids_dir, participants_file=None, group_column: str = "group", grou
         as fMRIPrep or QSIPrep drop the raw modality they replace).
     task : str
         The resting-state task label.
+    sessions : str
+        Which sessions a cross-sectional analysis takes (:func:`select_sessions`):
+        ``first`` (default), ``all`` or a session label.
     """
     bids_dir = os.fspath(bids_dir)
     if not os.path.isdir(bids_dir):
@@ -295,7 +260,7 @@ def discover(bids_dir, participants_file=None, group_column: str = "group", grou
                          "set the config key bids_dir to your BIDS dataset (or run the demo with `make demo`)")
     participants = read_participants(participants_file or os.path.join(bids_dir, "participants.tsv"),
                                      group_column, groups, columns)
-    result = Discovery(participants=participants)
+    result = Discovery(participants=participants, sessions=sessions)
     subject_dirs = sorted(e.name for e in os.scandir(bids_dir) if e.is_dir() and e.name.startswith("sub-"))
     units = []
     for name in subject_dirs:
@@ -305,8 +270,8 @@ def discover(bids_dir, participants_file=None, group_column: str = "group", grou
                                     "reason": "folder name is not sub-<alphanumeric label>"})
             continue
         folder = os.path.join(bids_dir, name)
-        sessions = sorted(e.name[4:] for e in os.scandir(folder) if e.is_dir() and e.name.startswith("ses-"))
-        units += [(subject, s, os.path.join(folder, f"ses-{s}")) for s in sessions] or [(subject, None, folder)]
+        found = sorted(e.name[4:] for e in os.scandir(folder) if e.is_dir() and e.name.startswith("ses-"))
+        units += [(subject, x, os.path.join(folder, f"ses-{x}")) for x in found] or [(subject, None, folder)]
     with_session = {u[0] for u in units if u[1]}
     without = {u[0] for u in units if not u[1]}
     if with_session and without:
@@ -315,6 +280,9 @@ def discover(bids_dir, participants_file=None, group_column: str = "group", grou
                          f"{len(without)} subject(s) have no ses-<label> folder while {len(with_session)} do",
                          "give every subject the same layout: put sessionless data into a ses-<label> folder")
     result.has_sessions = bool(with_session)
+    on_disk = {f"sub-{u[0]}" for u in units}
+    if with_session:
+        units = _selected(result, units, sessions, lambda subject: os.path.join(bids_dir, f"sub-{subject}"))
     for subject, session, folder in units:
         pid = f"sub-{subject}"
         if pid not in participants.index:
@@ -325,7 +293,6 @@ def discover(bids_dir, participants_file=None, group_column: str = "group", grou
             result.kept[(subject, session)] = _scan_unit(bids_dir, folder, subject, session, tuple(need), task)
         except _Exclude as why:
             result.excluded.append({"participant_id": pid, "session": session, "reason": str(why)})
-    on_disk = {f"sub-{u[0]}" for u in units}
     for pid in participants.index:
         if pid not in on_disk:
             result.excluded.append({"participant_id": pid, "session": None,
@@ -333,17 +300,53 @@ def discover(bids_dir, participants_file=None, group_column: str = "group", grou
     return result
 
 
+def _selected(result: Discovery, units: list, sessions: str, subject_dir) -> list:
+    """``units`` (subject, session, folder) narrowed to the chosen sessions; the rest recorded."""
+    by_subject = {}
+    for unit in units:
+        by_subject.setdefault(unit[0], []).append(unit)
+    chosen = []
+    for subject, own in by_subject.items():
+        keep, drop = select_sessions(subject_dir(subject), [u[1] for u in own], sessions)
+        chosen += [u for u in own if u[1] in keep]
+        if keep:
+            result.not_selected += [(f"sub-{subject}", x) for x in drop]
+        else:
+            result.excluded.append({"participant_id": f"sub-{subject}", "session": None,
+                                    "reason": f"no ses-{sessions} folder (config sessions: {sessions}); "
+                                              f"has {', '.join('ses-' + u[1] for u in own)}"})
+    return chosen
+
+
+def nothing_to_analyse(result: Discovery, where) -> InputError:
+    """The error for a discovery that kept nobody: the real cause, not a later stage's symptom."""
+    # one reason per kind: "missing sub-01/..." and "missing sub-02/..." are one cause
+    reasons = pd.Series([re.sub(r"(sub|ses)-[A-Za-z0-9]+", r"\1-*", r["reason"]) for r in result.excluded],
+                        dtype=str)
+    if reasons.empty:
+        return InputError(where, "no sub-<label> folder found",
+                          "point bids_dir (or connectomes_dirs) at the folder holding the sub-* folders")
+    top = reasons.value_counts()
+    listing = "; ".join(f"{n} x {reason!r}" for reason, n in top.head(3).items())
+    return InputError(where, f"no subject can be analysed: all {len(reasons)} are left out ({listing})",
+                      "correct what the reasons name: the files, or the config keys that choose them "
+                      "(task, sessions, sc_weight, connectomes_dirs, participants)")
+
+
 # --- connectome-level input (pooled outputs of earlier runs) --------------------------------
 
-def discover_connectomes(dirs, participants: pd.DataFrame, sc_path, fc_path, atlases) -> Discovery:
-    """Subjects of one or more earlier output folders that hold SC and FC for every atlas.
+def discover_connectomes(dirs, participants: pd.DataFrame, sc_path, fc_path, atlases,
+                         sessions: str = "first") -> Discovery:
+    """Subjects (and sessions) of earlier output folders that hold SC and FC for every atlas.
 
-    ``sc_path(folder, subject, atlas)`` and ``fc_path(folder, subject, atlas)`` give
-    the expected files (sfc.paths with the configured weight). A subject found in
-    two folders is an error: pooled sites must use distinct participant IDs.
+    ``sc_path(folder, subject, session, atlas)`` and ``fc_path(folder, subject, session,
+    atlas)`` give the expected files (sfc.paths with the configured weight). Subjects
+    stored as ``sub-<s>/ses-<t>/`` are units per session, chosen by ``sessions`` as on
+    the raw BIDS route. A subject found in two folders is an error: pooled sites must
+    use distinct participant IDs.
     """
-    result = Discovery(participants=participants)
-    owner = {}
+    result = Discovery(participants=participants, sessions=sessions)
+    owner, units = {}, []
     for folder in map(os.fspath, dirs):
         if not os.path.isdir(folder):
             raise InputError(folder, "the connectomes folder does not exist",
@@ -355,16 +358,30 @@ def discover_connectomes(dirs, participants: pd.DataFrame, sc_path, fc_path, atl
                                  f"{name} is also in {owner[subject]}: subject IDs conflict across sites",
                                  "give each site's subjects distinct labels (e.g. sub-siteA001) before pooling")
             owner[subject] = folder
-            missing = [p for a in atlases for p in (sc_path(folder, subject, a), fc_path(folder, subject, a))
-                       if not os.path.isfile(p)]
-            if name not in participants.index:
-                reason = "not listed in participants.tsv"
-            elif missing:
-                reason = f"missing {os.path.relpath(missing[0], folder)}"
-            else:
-                result.kept[(subject, None)] = ScanSet(subject=subject, source_dir=folder)
-                continue
-            result.excluded.append({"participant_id": name, "session": None, "reason": reason})
+            found = sorted(e.name[4:] for e in os.scandir(os.path.join(folder, name))
+                           if e.is_dir() and e.name.startswith("ses-"))
+            units += [(subject, x, folder) for x in found] or [(subject, None, folder)]
+    if any(u[1] for u in units):
+        result.has_sessions = True
+        plain = sorted(u[0] for u in units if not u[1])
+        if plain:
+            raise InputError(os.path.join(owner[plain[0]], f"sub-{plain[0]}"),
+                             f"{len(plain)} subject(s) have no ses-<label> folder while others do",
+                             "store every subject the same way (all with or all without ses-<label> folders)")
+        units = _selected(result, units, sessions, lambda subject: os.path.join(owner[subject], f"sub-{subject}"))
+    for subject, session, folder in units:
+        name = f"sub-{subject}"
+        missing = [p for a in atlases
+                   for p in (sc_path(folder, subject, session, a), fc_path(folder, subject, session, a))
+                   if not os.path.isfile(p)]
+        if name not in participants.index:
+            reason = "not listed in participants.tsv"
+        elif missing:
+            reason = f"missing {os.path.relpath(missing[0], folder)}"
+        else:
+            result.kept[(subject, session)] = ScanSet(subject=subject, session=session, source_dir=folder)
+            continue
+        result.excluded.append({"participant_id": name, "session": session, "reason": reason})
     return result
 
 

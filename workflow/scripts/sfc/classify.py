@@ -97,6 +97,8 @@ from sklearn.utils import check_random_state
 
 from . import paths
 from .errors import InputError
+from .participants import read_participants
+from .paths import participant_of
 
 NESTED = "nested"
 STUDY = "study (optimistically biased: features selected on all subjects)"
@@ -798,17 +800,21 @@ def load_dataset(sfc_path, participants_path, group_column: str = "group", posit
     if "participant_id" not in table.columns or table.shape[1] < 2:
         raise InputError(sfc_path, "group SFC table needs a participant_id column and one column per region",
                          "use the table written by the workflow's group SFC rule")
-    parts = pd.read_csv(participants_path, sep="\t", na_values=["n/a"], dtype={"participant_id": str})
-    needed = ["participant_id", group_column] + list(covariates) + ([site_column] if site_column else [])
-    missing = [c for c in needed if c not in parts.columns]
-    if missing:
-        raise InputError(participants_path, f"participants table lacks column(s) {missing}",
-                         "add the columns or change group_column / covariates / site_column in the config")
-    unknown = sorted(set(table["participant_id"]) - set(parts["participant_id"]))
+    needed = [group_column] + list(covariates) + ([site_column] if site_column else [])
+    parts = read_participants(participants_path, group_column, columns=needed[1:])
+    # Unit IDs (sub-01, or sub-01_ses-1 with sessions) belong to the participant sub-01.
+    owner = table["participant_id"].map(participant_of)
+    if owner.duplicated().any():
+        raise InputError(sfc_path, f"participant {owner[owner.duplicated()].iloc[0]} has more than one unit "
+                         "(session) in the table", "classify one session per participant: set the config key "
+                         "sessions to first or a label")
+    unknown = sorted(set(owner) - set(parts.index))
     if unknown:
         raise InputError(sfc_path, f"{len(unknown)} subject(s) not in the participants table "
                          f"(e.g. {unknown[:3]})", f"add them to {participants_path} or rebuild the table")
-    merged = table.merge(parts[needed], on="participant_id", how="left")
+    info = parts[list(dict.fromkeys(needed))].reindex(owner.to_numpy())
+    info.index = table.index
+    merged = pd.concat([table, info.drop(columns=[c for c in info.columns if c in table.columns])], axis=1)
     groups = merged[group_column].astype(str)
     keep = groups.isin([positive, negative]).to_numpy()
     merged = merged.loc[keep].reset_index(drop=True)

@@ -38,6 +38,26 @@ def entity_prefix(subject: str, session: str | None = None) -> str:
     return f"sub-{subject}" + (f"_ses-{session}" if session else "")
 
 
+def unit_id(subject: str, session: str | None = None) -> str:
+    """The ID of one analysed unit in every group table: ``sub-<s>`` or ``sub-<s>_ses-<t>``.
+
+    ``participant_id`` columns of the group tables hold these; :func:`parse_unit_id` reads
+    them back. Labels are letters and digits only (BIDS), so ``_ses-`` cannot be ambiguous.
+    """
+    return entity_prefix(subject, session)
+
+
+def parse_unit_id(uid: str) -> tuple[str, str | None]:
+    """``(participant_id, session)`` of a unit ID: ``sub-01_ses-2`` -> ``("sub-01", "2")``."""
+    participant, sep, session = str(uid).strip().partition("_ses-")
+    return participant, (session if sep else None)
+
+
+def participant_of(uid: str) -> str:
+    """The participants.tsv row a unit belongs to: ``sub-01_ses-2`` -> ``sub-01``."""
+    return parse_unit_id(uid)[0]
+
+
 def subject_file(output_dir, datatype: str, suffix: str, subject: str, session: str | None = None) -> str:
     """``{output_dir}/sub-<s>[/ses-<t>]/<datatype>/sub-<s>[_ses-<t>]_<suffix>``."""
     return _join(output_dir, entity_dir(subject, session), datatype,

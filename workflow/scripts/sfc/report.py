@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from . import participants as participants_table
 from . import paths, plotting
 from .registration import DOUBTFUL_MM
 
@@ -160,8 +161,8 @@ def note(text: str) -> str:
 # --- cohort --------------------------------------------------------------------------------
 
 def read_participants(path, group_column: str) -> pd.DataFrame:
-    table = pd.read_csv(path, sep="\t", na_values=NA, keep_default_na=False, dtype={"participant_id": str})
-    return table.set_index("participant_id")
+    """participants.tsv through the one reader (sfc.participants), indexed by participant_id."""
+    return participants_table.read_participants(path, group_column).drop(columns="participant_id")
 
 
 def demographics(table: pd.DataFrame, group_column: str, groups, columns) -> pd.DataFrame:
@@ -215,7 +216,7 @@ def demographics(table: pd.DataFrame, group_column: str, groups, columns) -> pd.
 
 def cohort_section(page: Page, spec: ReportSpec, table: pd.DataFrame, analysed: list, excluded) -> None:
     g = spec.group_column
-    sub = table.loc[[p.split("_ses-")[0] for p in analysed if p.split("_ses-")[0] in table.index]] \
+    sub = table.loc[[pid for pid in map(paths.participant_of, analysed) if pid in table.index]] \
         if analysed else table
     parts = [f"<p>{len(analysed) or len(sub)} participants (units) entered the group analysis; "
              f"{0 if excluded is None else len(excluded)} were left out.</p>"]
@@ -395,7 +396,7 @@ def _atlas_image(spec, atlas):
 
 
 def _with_groups(sfc: pd.DataFrame, participants: pd.DataFrame, group_column: str) -> pd.Series:
-    ids = sfc["participant_id"].astype(str).str.split("_ses-").str[0]
+    ids = sfc["participant_id"].map(paths.participant_of)
     return pd.Series(participants[group_column].reindex(ids).to_numpy(), index=sfc.index)
 
 
@@ -539,7 +540,7 @@ def clinical_section(page: Page, spec: ReportSpec, data: dict, participants: pd.
         parts.append(table_html(sig.reset_index(drop=True)))
         if sfc is None:
             continue
-        ids = sfc["participant_id"].astype(str).str.split("_ses-").str[0]
+        ids = sfc["participant_id"].map(paths.participant_of)
         colours = plotting.group_colours(spec.groups)
         cells = []
         for row in sig.head(spec.max_region_plots).itertuples():

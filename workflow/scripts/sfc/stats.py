@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import itertools
 import logging
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
 from .errors import InputError
+from .paths import participant_of
 
 log = logging.getLogger("sfc")
 
@@ -111,6 +111,15 @@ def _covariate_matrix(table: pd.DataFrame, covariates) -> pd.DataFrame:
     return pd.concat(parts, axis=1) if parts else pd.DataFrame(index=table.index)
 
 
+def _one_unit_per_participant(owner: pd.Series) -> None:
+    """Two sessions of one person are not two independent subjects of a group fit."""
+    repeated = sorted(owner[owner.duplicated()].unique())
+    if repeated:
+        raise InputError(None, f"{len(repeated)} participant(s) have more than one unit in one group fit "
+                         f"(e.g. {repeated[0]})",
+                         "analyse one session per participant: set the config key sessions to first or a label")
+
+
 def merge_participants(sfc: pd.DataFrame, participants: pd.DataFrame, group_column: str, groups,
                        columns=()) -> pd.DataFrame:
     """Subjects of ``sfc`` with their group in ``groups`` and the given participant columns.
@@ -125,8 +134,9 @@ def merge_participants(sfc: pd.DataFrame, participants: pd.DataFrame, group_colu
     if missing:
         raise InputError(None, f"participants table lacks column(s) {missing}",
                          "add them to participants.tsv or remove them from the config")
-    # Sessions: ids like sub-01_ses-1 match the participant sub-01.
-    base = sfc[ID].astype(str).str.split("_").str[0]
+    # Sessions: unit IDs like sub-01_ses-1 match the participant sub-01.
+    base = sfc[ID].map(participant_of)
+    _one_unit_per_participant(base)
     info = participants[needed]
     info = info[~info.index.duplicated()]
     merged = info.reindex(base.to_numpy())
@@ -438,10 +448,3 @@ def replicated_regions(results: dict, column: str = "p_fdr", alpha: float = 0.05
                                                        ascending=[False, False] + [True] * len(keys),
                                                        ignore_index=True)
 
-
-def read_participants_table(path) -> pd.DataFrame:
-    """participants.tsv with ``n/a`` as missing."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "participants table not found", "check the config key `participants`")
-    return pd.read_csv(path, sep="\t", na_values=["n/a"], dtype={ID: str})
