@@ -262,11 +262,15 @@ def segment_5tt(t1_brain, mask, out_5tt, *, subcortical=None, seed: int = 42) ->
     import nibabel as nib
 
     ants = registration._ants()
-    np.random.seed(seed)
     img = registration.load(t1_brain).clone("float")
     msk = registration.load(mask).clone("float")
     msk = msk.new_image_like((msk.numpy() > 0).astype("float32"))
-    seg = ants.kmeans_segmentation(img, 3, kmask=msk, mrf=0.1)
+    # ants.kmeans_segmentation's steps, with Atropos's constant seed (-r 0): by default it seeds
+    # its generator at random, and the tissue probabilities of one T1w then differed by up to
+    # 0.09 between two runs (they feed the WM/CSF confounds, so FC differed by 1.5e-3).
+    # ``seed`` is kept for the signature; Atropos takes no seed value, only constant or random.
+    kmask = ants.iMath(msk, "FillHoles").threshold_image(1, 2)
+    seg = ants.atropos(a=ants.iMath(img, "Normalize"), m="[0.1,1x1x1]", c="[5,0]", i="kmeans[3]", x=kmask, r=0)
     probs = [pi.numpy() for pi in seg["probabilityimages"]]  # classes ordered by mean intensity
     five = five_tt_from_probabilities(probs[0], probs[1], probs[2], msk.numpy() > 0, subcortical)
     nii = registration.to_nibabel(img)
