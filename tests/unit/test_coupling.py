@@ -477,3 +477,74 @@ def test_reader_without_pyarrow_reads_the_same_with_pandas(tmp_path, monkeypatch
     monkeypatch.setattr(coupling, "_BATCH_PARSE", None)
     monkeypatch.setattr(coupling, "_FAST_READ", None)
     np.testing.assert_allclose(coupling.read_fc(paths, 3, threads=2), want, rtol=1e-15, atol=0)
+
+
+# --- a group's units: the excluded ones shape nothing ------------------------------------------
+
+def _unit_files(root, rng, ids, n=12, volumes=60, empty=()):
+    """SC, FC and time-series files of each unit; units in ``empty`` get a header-only series."""
+    labels = pd.DataFrame({"index": np.arange(1, n + 1), "name": [f"R{k}" for k in range(n)]})
+    files = {"sc": [], "fc": [], "ts": []}
+    for pid in ids:
+        sc, _ = random_pair(rng, n=n, integer=True)
+        ts = rng.normal(size=(volumes, n)) + rng.normal(size=(volumes, 1))
+        fc = np.corrcoef(ts.T)
+        paths = {k: root / f"{pid}_{k}.tsv" for k in files}
+        io.write_matrix(paths["sc"], sc)
+        io.write_matrix(paths["fc"], fc)
+        pd.DataFrame(ts[:0] if pid in empty else ts, columns=labels["name"]).to_csv(paths["ts"], sep="\t",
+                                                                                   index=False)
+        for k in files:
+            files[k].append(paths[k])
+    return labels, files
+
+
+@pytest.mark.parametrize("method", ["spearman", "sdi"])
+def test_an_excluded_unit_shapes_nothing_and_gets_nan(tmp_path, method):
+    ids = ["sub-01", "sub-02", "sub-03", "sub-04"]
+    labels, files = _unit_files(tmp_path, np.random.default_rng(5), ids, empty=("sub-04",))
+    three = coupling.compute_units(method, ids[:3], {}, labels, files["sc"][:3], files["fc"][:3], files["ts"][:3])
+    four = coupling.compute_units(method, ids, {"sub-04": "QC: 0 volumes left"}, labels, files["sc"], files["fc"],
+                                  files["ts"])
+    np.testing.assert_array_equal(four.values[:3], three.values)
+    assert np.isnan(four.values[3]).all() and four.kept == [0, 1, 2]
+    assert four.cutoff == three.cutoff
+
+
+def test_an_empty_time_series_of_an_included_unit_names_the_file(tmp_path):
+    ids = ["sub-01", "sub-02", "sub-03"]
+    labels, files = _unit_files(tmp_path, np.random.default_rng(6), ids, empty=("sub-02",))
+    with pytest.raises(InputError, match="sub-02_ts.tsv: the time series has 0 volume"):
+        coupling.compute_units("sdi", ids, {}, labels, files["sc"], files["fc"], files["ts"])
+    with pytest.raises(InputError, match="every one of the 3 subjects is excluded"):
+        coupling.compute_units("sdi", ids, dict.fromkeys(ids, "QC"), labels, files["sc"], files["fc"], files["ts"])
+
+
+@pytest.mark.parametrize("spoil, message", [
+    (lambda f: io.write_matrix(f["sc"][1], np.where(np.eye(12) == 0, np.inf, 0)), "SC matrix has infinite weights"),
+    (lambda f: io.write_matrix(f["sc"][1], np.zeros((12, 12))), "SC matrix has no connection at all"),
+    (lambda f: io.write_matrix(f["fc"][1], np.full((12, 12), np.nan)), "FC matrix is n/a everywhere"),
+    (lambda f: io.write_matrix(f["fc"][1], 3 * np.ones((12, 12))), r"FC values outside \[-1, 1\] \(largest"),
+])
+def test_a_spoilt_matrix_is_named_not_a_traceback(tmp_path, spoil, message):
+    ids = ["sub-01", "sub-02", "sub-03"]
+    labels, files = _unit_files(tmp_path, np.random.default_rng(7), ids)
+    spoil(files)
+    with pytest.raises(InputError, match=f"sub-02_(sc|fc).tsv: {message}"):
+        coupling.compute_units("spearman", ids, {}, labels, files["sc"], files["fc"], files["ts"])
+
+
+@pytest.mark.parametrize("method", ["spearman", "communication", "sdi"])
+def test_a_region_without_streamlines_gets_nan_not_an_error(tmp_path, method):
+    ids = ["sub-01", "sub-02", "sub-03"]
+    labels, files = _unit_files(tmp_path, np.random.default_rng(8), ids)
+    sc = io.read_matrix(files["sc"][1])
+    sc[4, :] = sc[:, 4] = 0
+    io.write_matrix(files["sc"][1], sc)
+    coords = np.random.default_rng(9).normal(0, 50, (12, 3))
+    result = coupling.compute_units(method, ids, {}, labels, files["sc"], files["fc"], files["ts"],
+                                    distance=coupling.centroid_distance(coords) if method == "communication"
+                                    else None, min_neighbours=3)
+    assert np.isfinite(result.values[0]).sum() >= 10
+    if method != "sdi":
+        assert np.isnan(result.values[1, 4])

@@ -109,7 +109,9 @@ def test_report_without_classification_site_or_significant_regions_says_so(tmp_p
                   "p_fdr_A_vs_B": [0.9] * 4}).to_csv(paths.group_stats(out, "TINY", "spearman"), sep="\t",
                                                       index=False)
     participants = tmp_path / "participants.tsv"
-    pd.DataFrame({"participant_id": ids, "group": ["A", "B"] * 4, "age": rng.integers(20, 60, 8)}).to_csv(
+    age = rng.integers(20, 60, 8).astype(str)
+    age[3] = "n/a"                           # left out of the ANCOVA: the report names who
+    pd.DataFrame({"participant_id": ids, "group": ["A", "B"] * 4, "age": age}).to_csv(
         participants, sep="\t", index=False)
     spec = report.ReportSpec(output_dir=str(out), participants=str(participants), atlases=["TINY"],
                              methods=["spearman"], groups=["A", "B"], covariates=["age"], site_column=None,
@@ -122,6 +124,8 @@ def test_report_without_classification_site_or_significant_regions_says_so(tmp_p
     assert "No classification was run" in page
     assert "No clinical correlation table" in page
     assert "No participant was excluded" in page
+    assert "1 of them lack a covariate value and are left out of the group comparison" in page
+    assert "sub-04 (age)" in page
     for src in __import__("re").findall(r'src="data:image/png;base64,([^"]+)"', page):
         assert base64.b64decode(src)[:4] == b"\x89PNG"
 

@@ -255,6 +255,19 @@ def test_harmonize_table_skips_without_a_site_column(caplog):
     assert "site harmonisation skipped" in caplog.text
 
 
+def test_a_site_with_one_subject_is_left_out_of_combat_with_a_warning(caplog):
+    rng = np.random.default_rng(11)
+    part, sfc = cohort(rng)
+    part.loc[5, "site"] = "s3"                       # sub-005 alone at its site
+    info = stats.merge_participants(sfc, part, "group", GROUPS, ["age", "site"])
+    with caplog.at_level("WARNING", logger="sfc"):
+        out = harmonize.harmonize_table(sfc, info, "site", "group", ["age"])
+    assert "sub-005" not in set(out["participant_id"]) and len(out) == len(sfc) - 1
+    assert "sub-005 (site 's3'), the only subject of its site" in caplog.text
+    reference = harmonize.harmonize_table(sfc.drop(index=5), info.drop(index=5), "site", "group", ["age"])
+    pd.testing.assert_frame_equal(out, reference)
+
+
 # --- the synthetic cohort at the study's scale (planted effects are the yardstick) -----------
 
 STUDY_GROUPS = ["TRD", "nTRD", "HC"]

@@ -48,6 +48,8 @@ if UNITS:
             sc=lambda w: UNIT_SC[w.atlas],
             fc=lambda w: [] if w.method == "sdi" else UNIT_FC[w.atlas],
             timeseries=lambda w: UNIT_TIMESERIES[w.atlas] if w.method == "sdi" else [],
+            # QC exclusions: excluded units are not computed and shape no group quantity
+            excluded=rules.write_excluded.output[0],
         output:
             expand_units(
                 paths.sfc_table(OUT, "{subject}", SES, "{atlas}", "{method}"),

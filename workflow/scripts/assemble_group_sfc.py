@@ -7,17 +7,16 @@ import os
 
 import pandas as pd
 
-from sfc import io, paths, stats
+from sfc import io, stats
 from sfc.logs import script_logger
 
 log = script_logger(snakemake.log[0])
 labels = io.read_labels(snakemake.input.labels)
-excluded = pd.read_csv(snakemake.input.excluded, sep="\t", dtype=str, keep_default_na=False)
-drop = {paths.unit_id(pid.removeprefix("sub-"), ses if ses not in ("", "n/a") else None)
-        for pid, ses in zip(excluded["participant_id"], excluded.get("session", [""] * len(excluded)))}
-# the coupling job's list of the tables it wrote, one per participant_id, in the same order
+drop = io.excluded_units(snakemake.input.excluded)
+# the coupling job's list of the tables it computed (excluded units are not computed), in order
 listing = pd.read_csv(snakemake.input.listing, sep="\t", dtype=str)
-if list(listing["participant_id"]) != list(snakemake.params.participant_ids):
+expected = [pid for pid in snakemake.params.participant_ids if pid not in drop]
+if list(listing["participant_id"]) != expected:
     raise ValueError(f"{snakemake.input.listing} lists other subjects than this run: rerun its coupling job")
 folder = os.path.dirname(snakemake.input.listing)  # the listing's paths are relative to its folder
 pairs = [(pid, os.path.join(folder, table)) for pid, table in zip(listing["participant_id"], listing["path"])

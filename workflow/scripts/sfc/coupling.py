@@ -29,6 +29,7 @@ values and those edges are left out.
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -532,6 +533,9 @@ def sdi_cutoff(timeseries, vecs) -> int:
         coef = _standardise(ts) @ vecs            # (T, N) graph Fourier coefficients
         power += (coef ** 2).mean(axis=0)
     power /= max(len(timeseries), 1)
+    if not len(timeseries) or not np.isfinite(power).all():
+        raise ValueError("the group power spectrum is empty or not finite: an empty time series entered "
+                         "the SDI cut-off (read_timeseries(min_volumes=2) names the file)")
     cum = np.cumsum(power)
     return int(np.searchsorted(cum, cum[-1] / 2.0) + 1)
 
@@ -855,8 +859,36 @@ def read_sc(paths, n_regions=None, threads: int = 1) -> np.ndarray:
     return sc
 
 
+def check_sc(sc: np.ndarray, paths) -> None:
+    """SC a group computation can use: finite, with at least one connection (else the file is named)."""
+    bad = np.flatnonzero(~np.isfinite(sc).all(axis=(1, 2)))
+    if bad.size:
+        raise InputError(paths[bad[0]], "SC matrix has infinite weights",
+                         "rebuild the subject's connectome (dwi stage); weights must be finite")
+    bad = np.flatnonzero(~(sc > 0).any(axis=(1, 2)))
+    if bad.size:
+        raise InputError(paths[bad[0]], "SC matrix has no connection at all (every weight 0)",
+                         "check the subject's tractography and atlas in diffusion space (QC pictures), "
+                         "or leave the subject out")
+
+
+def check_fc(fc: np.ndarray, paths) -> None:
+    """FC a group computation can use: Pearson r in [-1, 1], not n/a everywhere (else the file is named)."""
+    with np.errstate(invalid="ignore"):
+        outside = np.flatnonzero((np.abs(fc) > 1 + 1e-6).any(axis=(1, 2)))
+    if outside.size:
+        worst = float(np.nanmax(np.abs(fc[outside[0]])))
+        raise InputError(paths[outside[0]], f"FC values outside [-1, 1] (largest |value| {worst:.3g}): not "
+                         "Pearson correlations", "write Pearson r (not Fisher z, not covariances) as the FC "
+                         "matrix")
+    empty = np.flatnonzero(np.isnan(fc).all(axis=(1, 2)))
+    if empty.size:
+        raise InputError(paths[empty[0]], "FC matrix is n/a everywhere",
+                         "rerun the subject's func stage, or leave the subject out")
+
+
 def read_fc(paths, n_regions=None, threads: int = 1) -> np.ndarray:
-    """Functional connectomes (NaN allowed: rows of regions without signal)."""
+    """Functional connectomes, Pearson r (NaN allowed: rows of regions without signal)."""
     return read_matrices(paths, n_regions, "FC", symmetric=False, allow_nan=True, threads=threads)
 
 
@@ -933,8 +965,12 @@ def write_region_tables(paths, values, labels: pd.DataFrame, column: str = "sfc"
             fh.write(header + body)
 
 
-def read_timeseries(path, labels: pd.DataFrame | None = None) -> np.ndarray:
-    """Regional time series (T x N, header: region names) as written by the func stage."""
+def read_timeseries(path, labels: pd.DataFrame | None = None, min_volumes: int = 0) -> np.ndarray:
+    """Regional time series (T x N, header: region names) as written by the func stage.
+
+    ``min_volumes``: fewer rows, or no region with a finite signal, is an error naming the
+    file (an empty series would give a NaN spectrum, and a wrong SDI cut-off for everyone).
+    """
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "time series not found", "run the func stage or check the path")
@@ -942,18 +978,76 @@ def read_timeseries(path, labels: pd.DataFrame | None = None) -> np.ndarray:
     if labels is not None and table.columns.astype(str).tolist() != labels["name"].astype(str).tolist():
         raise InputError(path, "the time-series columns differ from the atlas label table",
                          "recompute the time series with the configured atlas")
-    return table.to_numpy(dtype=float)
+    values = table.to_numpy(dtype=float)
+    if min_volumes and (len(values) < min_volumes or not np.isfinite(values).all(axis=0).any()):
+        raise InputError(path, f"the time series has {len(values)} volume(s) and "
+                         f"{int(np.isfinite(values).all(axis=0).sum()) if len(values) else 0} region(s) with a "
+                         "finite signal", "exclude the subject (func QC) or rerun its func stage")
+    return values
 
 
-def compute(method: str, sc, fc=None, distance=None, min_neighbours: int = 3, **options) -> np.ndarray:
-    """Dispatch by method name for ``spearman`` and ``communication`` (SDI: :func:`group_sdi`)."""
+@dataclass
+class GroupCoupling:
+    """Regional SFC of every unit of one (atlas, method) job."""
+
+    values: np.ndarray        # (units, regions); NaN rows for excluded units
+    kept: list                # indices of the computed units
+    sc: np.ndarray            # SC of the computed units (S, N, N)
+    cutoff: int | None = None  # SDI: number of coupled harmonics of the group
+
+
+def compute_units(method: str, ids, excluded: dict, labels: pd.DataFrame, sc_paths, fc_paths=(),
+                  timeseries_paths=(), *, image=None, min_neighbours: int = 3, path_transform: str = "inv",
+                  distance=None, sdi_log2: bool = False, threads: int = 1) -> GroupCoupling:
+    """One coupling method over a group's units, leaving the excluded ones out of everything.
+
+    Parameters
+    ----------
+    method : {"spearman", "communication", "sdi"}
+    ids : list of str
+        Unit IDs, in the order of the path lists.
+    excluded : dict
+        ``{unit ID: reason}`` (group/excluded.tsv, :func:`sfc.io.excluded_units`): these
+        units are not read and shape no group quantity (SDI's group-average SC, harmonics
+        and cut-off come from the computed units only).
+    labels : DataFrame
+        The atlas label table (matrix order).
+    sc_paths, fc_paths, timeseries_paths : lists of paths, one per unit
+        FC for spearman and communication, time series for sdi.
+    image, distance, path_transform, min_neighbours, sdi_log2, threads
+        Method options (config ``coupling``).
+    """
+    ids = list(ids)
+    n = len(labels)
+    kept = [i for i, pid in enumerate(ids) if pid not in excluded]
+    if not kept:
+        raise InputError(None, f"every one of the {len(ids)} subjects is excluded",
+                         "see the reasons in group/excluded.tsv")
+    def pick(paths):
+        return [list(paths)[i] for i in kept]
+
+    def read_checked_fc():
+        fc = read_fc(pick(fc_paths), n, threads=threads)
+        check_fc(fc, pick(fc_paths))
+        return fc
+
+    sc = read_sc(pick(sc_paths), n, threads=threads)
+    check_sc(sc, pick(sc_paths))
+    cutoff = None
     if method == "spearman":
-        return spearman(sc, fc, min_neighbours=min_neighbours)
-    if method == "communication":
-        if distance is None:
-            raise ValueError("the communication model needs a distance matrix")
-        return communication(sc, fc, distance, **options)
-    raise ValueError(f"unknown coupling method {method!r}; known: {', '.join(METHODS)} (sdi via group_sdi)")
+        values = spearman(sc, read_checked_fc(), min_neighbours=min_neighbours, threads=threads)
+    elif method == "communication":
+        unset = distance is None or (isinstance(distance, (str, dict, list)) and not distance)
+        dist = region_distance(labels, distance=None if unset else distance, image=image)
+        values = communication(sc, read_checked_fc(), dist, path_transform=path_transform)
+    elif method == "sdi":
+        series = [read_timeseries(p, labels, min_volumes=2) for p in pick(timeseries_paths)]
+        values, cutoff = group_sdi(series, group_average_sc(sc), log2=sdi_log2)
+    else:
+        raise ValueError(f"unknown coupling method {method!r}; known: {', '.join(METHODS)}")
+    everyone = np.full((len(ids), n), np.nan)
+    everyone[kept] = values
+    return GroupCoupling(values=everyone, kept=kept, sc=sc, cutoff=cutoff)
 
 
 def n_neighbours(sc) -> np.ndarray:
@@ -968,6 +1062,7 @@ def n_neighbours(sc) -> np.ndarray:
 __all__ = [
     "METHODS", "spearman", "communication", "regional_r2", "shortest_path_length", "communicability",
     "centroid_distance", "harmonics", "sdi_cutoff", "sdi", "group_sdi", "group_average_sc",
-    "read_matrices", "read_sc", "read_fc", "region_distance", "centroids_from_image", "compute", "n_neighbours",
+    "read_matrices", "read_sc", "read_fc", "region_distance", "centroids_from_image", "compute_units",
+    "GroupCoupling", "check_sc", "check_fc", "n_neighbours",
     "read_timeseries", "write_region_tables",
 ]

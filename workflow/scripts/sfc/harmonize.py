@@ -142,7 +142,17 @@ def harmonize_table(sfc: pd.DataFrame, info: pd.DataFrame, site_column: str | No
         log.info("site harmonisation skipped: no site column%s", f" '{site_column}'" if site_column else "")
         return sfc
     sfc = sfc.loc[info.index]
-    site = info[site_column].astype(str).to_numpy()
+    site = info[site_column].astype(str)
+    counts = site.value_counts()
+    alone = site.isin(counts.index[counts < 2])
+    if alone.any():
+        # ComBat estimates each site's shift and scale from that site's subjects: one is too few
+        who = ", ".join(f"{pid} (site {s!r})" for pid, s in zip(sfc.loc[alone, id_column], site[alone]))
+        log.warning("left out of the harmonised group fits: %s, the only subject of its site; ComBat needs "
+                    "at least two per site. Fix: add that site's subjects, merge the site with another in "
+                    "the site column, or set stats.harmonize: false", who)
+        sfc, info, site = sfc.loc[~alone], info.loc[~alone], site[~alone]
+    site = site.to_numpy()
     if len(np.unique(site)) < 2:
         log.info("site harmonisation skipped: one site only")
         return sfc

@@ -219,7 +219,17 @@ def cohort_section(page: Page, spec: ReportSpec, table: pd.DataFrame, analysed: 
     sub = table.loc[[pid for pid in map(paths.participant_of, analysed) if pid in table.index]] \
         if analysed else table
     parts = [f"<p>{len(analysed) or len(sub)} participants (units) entered the group analysis; "
-             f"{0 if excluded is None else len(excluded)} were left out.</p>"]
+             f"{0 if excluded is None else len(excluded)} were left out (group/excluded.tsv).</p>"]
+    # a missing covariate drops a participant from the ANCOVA and the partial correlations
+    # (sfc.stats.merge_participants): say who, rather than a count that hides them
+    covs = [c for c in spec.covariates if c in sub.columns]
+    lacking = {pid: [c for c in covs if pd.isna(row[c])] for pid, row in sub[covs].iterrows()} if covs else {}
+    lacking = {pid: cols for pid, cols in lacking.items() if cols}
+    if lacking:
+        parts.append(note(f"{len(lacking)} of them lack a covariate value and are left out of the group "
+                          "comparison and the clinical correlations (the classification imputes the training "
+                          "folds' median): " + esc("; ".join(f"{pid} ({', '.join(cols)})"
+                                                             for pid, cols in lacking.items()))))
     if spec.site_column and spec.site_column in sub.columns:
         counts = pd.crosstab(sub[spec.site_column], sub[g]).reindex(columns=[x for x in spec.groups
                                                                            if x in set(sub[g])], fill_value=0)
