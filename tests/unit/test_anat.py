@@ -157,3 +157,11 @@ def test_qc_pictures_draw_anisotropic_images_without_loading_antspyx(tmp_path):
     assert Image.open(tmp_path / "fa.png").size == Image.open(tmp_path / "overlay.png").size == (720, 272)
     # the sagittal slice (24 x 10 voxels of 2.5 x 5 mm) is drawn 60 mm wide and 50 mm high, not 24 x 10
     assert anat._aspects(nib.load(tmp_path / "fa.nii.gz").header.get_zooms()) == [2.0, 2.0, 1.0]
+
+
+def test_use_fsl_true_without_fsl_stops_instead_of_falling_back(monkeypatch, tmp_path):
+    monkeypatch.setattr(anat, "fsl_available", lambda: False)
+    with pytest.raises(InputError, match="anat.use_fsl is true but FSL's fast and run_first_all are not on PATH"):
+        anat.five_tt(tmp_path / "t1.nii.gz", tmp_path / "brain.nii.gz", tmp_path / "mask.nii.gz",
+                     tmp_path / "5tt.nii.gz", use_fsl=True)
+    assert not (tmp_path / "5tt.nii.gz").exists()

@@ -78,6 +78,13 @@ def test_missing_repetition_time_is_excluded(cohort):
         "sub-0003_task-rest_bold.nii.gz has no RepetitionTime (in seconds) in its JSON sidecar"
 
 
+def test_repetition_time_in_milliseconds_is_named_at_discovery(cohort):
+    (cohort / "sub-0003/func/sub-0003_task-rest_bold.json").write_text(json.dumps({"RepetitionTime": 2000}))
+    assert reasons(discover(cohort))["sub-0003"] == (
+        "sub-0003_task-rest_bold.nii.gz has RepetitionTime 2000, which looks like milliseconds (BIDS wants "
+        "seconds: 2) in its JSON sidecar")
+
+
 def test_repetition_time_is_inherited_from_top_level_sidecar(cohort):
     (cohort / "sub-0003/func/sub-0003_task-rest_bold.json").unlink()
     (cohort / "task-rest_bold.json").write_text(json.dumps({"RepetitionTime": 0.8}))

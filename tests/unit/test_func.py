@@ -51,7 +51,7 @@ def test_missing_sidecar_is_input_error_naming_file_and_fix(tmp_path):
 
 def test_sidecar_without_repetition_time_is_input_error(tmp_path):
     path = bold_file(tmp_path, sidecar={"TaskName": "rest"})
-    with pytest.raises(InputError, match="RepetitionTime is missing"):
+    with pytest.raises(InputError, match="has no RepetitionTime"):
         func.repetition_time(path)
 
 

@@ -136,6 +136,32 @@ def test_missing_bids_dir_without_demo_stops(tmp_path):
     _assert_one_clear_message(result, "the BIDS folder does not exist")
 
 
+def test_unknown_atlas_stops_before_any_job(fake_cohort, tmp_path):
+    result = dry_run(tmp_path, bids_dir=str(fake_cohort), output_dir=f"{tmp_path}/o", atlases=["NOPE"])
+    _assert_one_clear_message(result, "config key atlases: unknown atlas 'NOPE'", "Fix: use BNA246 and/or HOA")
+
+
+@pytest.mark.parametrize("inside", ["", "derivatives/sfc"])
+def test_output_inside_the_bids_dataset_is_refused(fake_cohort, tmp_path, inside):
+    before = sorted(p.relative_to(fake_cohort) for p in fake_cohort.rglob("*"))
+    result = dry_run(tmp_path, bids_dir=str(fake_cohort), output_dir=str(fake_cohort / inside))
+    _assert_one_clear_message(result, "output_dir is inside bids_dir", "Fix: set output_dir to a folder outside")
+    assert sorted(p.relative_to(fake_cohort) for p in fake_cohort.rglob("*")) == before
+
+
+def test_demo_generation_never_writes_into_a_study_folder(tmp_path):
+    result = dry_run(tmp_path, bids_dir=f"{tmp_path}/my_study_bids", output_dir=f"{tmp_path}/o",
+                     demo={"generate": True, "preset": "demo", "truth_dir": f"{tmp_path}/truth"})
+    _assert_one_clear_message(result, "my_study_bids: the BIDS folder does not exist (demo.generate makes")
+    assert not (tmp_path / "my_study_bids").exists()
+
+
+def test_a_task_typo_stops_at_discovery_with_the_real_cause(tmp_path):
+    cohort = testing.make_dataset(tmp_path / "bids", 6)
+    result = dry_run(tmp_path, bids_dir=str(cohort), output_dir=f"{tmp_path}/o", task="rset")
+    _assert_one_clear_message(result, "no subject can be analysed: all 6 are left out (6 x 'no resting-state BOLD (func/*_task-rset_bold.nii[.gz])')")
+
+
 @pytest.mark.slow
 def test_dry_run_of_1000_subjects(tmp_path, atlas_dir):
     """Discovery of 1000 subjects must not make the DAG slow; the time is recorded."""

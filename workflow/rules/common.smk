@@ -13,6 +13,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "workflow" / "scripts"))
 
 from sfc import bids, paths  # noqa: E402
 from sfc import resources as sfc_resources  # noqa: E402
+from sfc.atlases import atlas_names  # noqa: E402
 from sfc.config import schema_problem  # noqa: E402
 from sfc.errors import InputError  # noqa: E402
 from sfc.participants import read_participants  # noqa: E402
@@ -33,6 +34,12 @@ except WorkflowError:
                     "correct the key (every key is documented in config/README.md)"))
 
 OUT = config["output_dir"]
+_unknown_atlases = [a for a in config["atlases"] if a not in atlas_names()]
+if _unknown_atlases:
+    fail(InputError(", ".join(map(str, workflow.overwrite_configfiles)) or "config",
+                    f"config key atlases: unknown atlas {_unknown_atlases[0]!r}",
+                    f"use {' and/or '.join(atlas_names())}, or register the atlas in "
+                    "resources/atlases/registry.yaml"))
 LOGS = f"{OUT}/logs"
 BENCH = f"{OUT}/benchmarks"
 ATLASES = config["atlases"]
@@ -54,6 +61,13 @@ if not CONNECTOME_INPUT and not config["bids_dir"]:
     fail(InputError(", ".join(map(str, workflow.overwrite_configfiles)) or "config", "no bids_dir is set",
                     "set bids_dir: <your BIDS dataset> in your config file (config/README.md), or run the "
                     "demo with `make demo` (config/demo.yaml)"))
+if not CONNECTOME_INPUT:
+    _bids, _out = (os.path.realpath(config[k]) for k in ("bids_dir", "output_dir"))
+    if _out == _bids or _out.startswith(_bids + os.sep):
+        fail(InputError(config["output_dir"], f"output_dir is inside bids_dir ({config['bids_dir']}): the "
+                        "run would write its atlases, logs and results into the input dataset",
+                        "set output_dir to a folder outside the BIDS dataset (e.g. beside it); BIDS "
+                        "derivatives belong in <bids_dir>/../derivatives, not inside the raw dataset"))
 # The participants table the group stages read (discovery validated it).
 PARTICIPANTS_TSV = config["participants"] or f"{config['bids_dir']}/participants.tsv"
 
@@ -91,6 +105,11 @@ DEMO_PENDING = (
     and config["demo"]["generate"]
     and not os.path.isdir(config["bids_dir"])
 )
+# The generator writes only into the demo's own folder: a study's mistyped bids_dir is an error.
+if DEMO_PENDING and not os.path.normpath(config["bids_dir"]).endswith(os.path.join("demo", "bids")):
+    fail(InputError(config["bids_dir"], "the BIDS folder does not exist (demo.generate makes the synthetic "
+                    "cohort only in a folder named demo/bids, never in a study's bids_dir)",
+                    "correct bids_dir; for the demo, run `make demo`"))
 if DEMO_PENDING:
     DISCOVERY = None
     sys.stderr.write(f"sfc: {config['bids_dir']} does not exist yet: the demo cohort will be generated first "

@@ -289,11 +289,18 @@ def fsl_available() -> bool:
     return mrtrix.have("fast") and mrtrix.have("run_first_all")
 
 
-def five_tt(t1, t1_brain, mask, out_5tt, *, use_fsl: bool = True, seed: int = 42, log=None,
+def five_tt(t1, t1_brain, mask, out_5tt, *, use_fsl="auto", seed: int = 42, log=None,
             nthreads: int = 1) -> str:
-    """5TT image: ``5ttgen fsl`` when FSL is installed (and wanted), else :func:`segment_5tt`."""
+    """5TT image by ``anat.use_fsl``: ``"auto"``: ``5ttgen fsl`` where FSL's FAST and FIRST are
+    found, else :func:`segment_5tt`; ``True``: ``5ttgen fsl`` or an :class:`InputError` (never a
+    quiet fallback); ``False``: :func:`segment_5tt`."""
     import tempfile
 
+    if use_fsl is True and not fsl_available():
+        raise InputError(t1, "anat.use_fsl is true but FSL's fast and run_first_all are not on PATH, so "
+                         "5ttgen fsl cannot make the 5TT image",
+                         "install FSL (and set FSLDIR), or set anat.use_fsl: auto to accept the antspyx k-means "
+                         "5TT (no subcortical grey matter) where FSL is missing")
     if use_fsl and fsl_available():
         with tempfile.TemporaryDirectory(prefix="sfc_5tt_") as tmp:
             mrtrix.run(["5ttgen", "fsl", t1_brain, out_5tt, "-premasked", "-scratch", tmp], log=log,

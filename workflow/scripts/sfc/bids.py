@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from .errors import InputError
-from .io import nifti_dims
+from .io import nifti_dims, repetition_time_problem
 from .participants import read_participants
 
 LABEL = re.compile(r"^[A-Za-z0-9]+$")
@@ -183,8 +183,9 @@ def _scan_unit(bids_dir: str, folder: str, subject: str, session: str | None,
                         tr = json.load(handle).get("RepetitionTime")
                 except (OSError, json.JSONDecodeError) as exc:
                     raise _Exclude(f"{os.path.basename(sidecar)} cannot be read as JSON ({exc})") from None
-            if not isinstance(tr, (int, float)) or tr <= 0:
-                raise _Exclude(f"{name} has no RepetitionTime (in seconds) in its JSON sidecar")
+            problem = repetition_time_problem(tr)
+            if problem:
+                raise _Exclude(f"{name} {problem} in its JSON sidecar")
             runs.append(BoldRun(os.path.join(func_dir, name), sidecar, float(tr), _entity(name, "run")))
         found["bold"] = tuple(runs)
     return ScanSet(subject=subject, session=session, **found)

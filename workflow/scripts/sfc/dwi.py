@@ -334,7 +334,7 @@ def tracking_threads(tracking: dict, nthreads: int) -> int:
     return int(nthreads)
 
 
-def act_in_force(setting, use_fsl: bool = True) -> bool:
+def act_in_force(setting, use_fsl="auto") -> bool:
     """Whether ACT runs: ``dwi.tracking.act`` true/false as set; ``"auto"``: when FSL's FAST and
     FIRST are on PATH, so that ``5ttgen fsl`` makes the 5TT image (the antspyx k-means 5TT has
     no subcortical grey matter, which ACT needs to end streamlines in the deep nuclei).

@@ -67,6 +67,7 @@ import pandas as pd
 
 from . import confounds as conf
 from .errors import InputError
+from .io import repetition_time_problem
 
 log = logging.getLogger("sfc")
 
@@ -104,10 +105,9 @@ def repetition_time(bold_path, sidecar=None) -> float:
     except (OSError, json.JSONDecodeError) as exc:
         raise InputError(sidecar, f"cannot be read as JSON ({exc})", "repair the JSON sidecar") from None
     tr = meta.get("RepetitionTime")
-    if isinstance(tr, bool) or not isinstance(tr, (int, float)) or not tr > 0:
-        raise InputError(sidecar, f"RepetitionTime is missing or not a positive number ({tr!r})", fix)
-    if tr > 100:  # milliseconds by mistake
-        raise InputError(sidecar, f"RepetitionTime {tr} looks like milliseconds", "write it in seconds (BIDS)")
+    problem = repetition_time_problem(tr)
+    if problem:
+        raise InputError(sidecar, problem, fix if "milliseconds" not in problem else "write it in seconds (BIDS)")
     return float(tr)
 
 

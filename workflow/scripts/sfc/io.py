@@ -46,6 +46,17 @@ def nifti_dims(path) -> tuple[int, int, int, int]:
     return tuple(int(dims[i]) if n_dims >= i else 1 for i in (1, 2, 3, 4))
 
 
+def repetition_time_problem(tr) -> str | None:
+    """Why a sidecar's ``RepetitionTime`` cannot be used, or None: the one rule of discovery
+    (:mod:`sfc.bids`) and of the func stage (:func:`sfc.func.repetition_time`)."""
+    if isinstance(tr, bool) or not isinstance(tr, (int, float)) or not tr > 0:
+        return ("has no RepetitionTime (in seconds)" if tr is None
+                else f"has RepetitionTime {tr!r}, not a positive number of seconds")
+    if tr > 100:  # no BOLD is acquired at a TR of minutes: milliseconds by mistake
+        return f"has RepetitionTime {tr:g}, which looks like milliseconds (BIDS wants seconds: {tr / 1000:g})"
+    return None
+
+
 def _parse_numbers(path) -> np.ndarray:
     return pd.read_csv(path, sep="\t", header=None, dtype=float, na_values=["n/a", "nan", "NaN"]).to_numpy()
 
@@ -149,3 +160,17 @@ def write_tsv(path, table: pd.DataFrame) -> None:
     """Write a table the BIDS way: tab-separated, ``n/a`` for missing values."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(path, sep="\t", index=False, na_rep="n/a", float_format=MATRIX_FORMAT)
+
+
+def excluded_units(path) -> dict:
+    """``{unit ID: reason}`` of group/excluded.tsv (unit IDs as in the group tables).
+
+    A row without a session (a participant left out as a whole, or a session-less
+    dataset) excludes the unit ``sub-<s>``.
+    """
+    from .paths import unit_id
+
+    table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+    sessions = table["session"] if "session" in table.columns else [""] * len(table)
+    return {unit_id(pid.removeprefix("sub-"), ses if ses not in ("", "n/a") else None): reason
+            for pid, ses, reason in zip(table["participant_id"], sessions, table["reason"])}
