@@ -72,6 +72,48 @@ def test_unreadable_dwi_is_excluded_not_a_crash(cohort):
     assert "cannot be read as NIfTI" in reasons(discover(cohort))["sub-0001"]
 
 
+def test_broken_scans_are_excluded_with_what_is_wrong(cohort):
+    import gzip
+    import os
+
+    import nibabel as nib
+    import numpy as np
+
+    anat = cohort / "sub-0001/anat/sub-0001_T1w.nii.gz"
+    anat.unlink()
+    os.symlink("/nowhere/T1w.nii.gz", anat)                                # dangling link
+    (cohort / "sub-0002/anat/sub-0002_T1w.nii.gz").write_bytes(b"")       # zero bytes
+    big = cohort / "sub-0003/anat/sub-0003_T1w.nii.gz"                    # an interrupted copy
+    nib.save(nib.Nifti1Image(np.random.default_rng(0).random((40, 40, 40)).astype(np.float32), np.eye(4)), big)
+    big.write_bytes(big.read_bytes()[: big.stat().st_size // 2])
+    dwi = cohort / "sub-0004/dwi/sub-0004_dwi.nii.gz"                     # affine scaled 10x
+    img = nib.load(dwi)
+    nib.save(nib.Nifti1Image(np.asanyarray(img.dataobj), img.affine @ np.diag([10, 10, 10, 1])), dwi)
+    bold = cohort / "sub-0005/func/sub-0005_task-rest_bold.nii.gz"       # two gzip members: fine
+    data = gzip.decompress(bold.read_bytes())
+    bold.write_bytes(gzip.compress(data[:200]) + gzip.compress(data[200:]))
+    got = reasons(discover(cohort))
+    assert got["sub-0001"] == "sub-0001_T1w.nii.gz is a symbolic link to /nowhere/T1w.nii.gz, which does not exist"
+    assert got["sub-0002"] == "sub-0002_T1w.nii.gz is empty (0 bytes)"
+    assert got["sub-0003"].startswith("sub-0003_T1w.nii.gz is truncated (its header promises")
+    assert got["sub-0004"] == "sub-0004_dwi.nii.gz has voxels of 20 x 20 x 20 mm, which no brain scan has " \
+                              "(is its affine scaled?)"
+    assert "sub-0005" not in got and set(got) == {"sub-0001", "sub-0002", "sub-0003", "sub-0004"}
+
+
+def test_several_t1w_runs_use_the_first_and_say_so(cohort):
+    import shutil
+
+    anat = cohort / "sub-0002/anat"
+    shutil.move(anat / "sub-0002_T1w.nii.gz", anat / "sub-0002_run-2_T1w.nii.gz")
+    shutil.copy(anat / "sub-0002_run-2_T1w.nii.gz", anat / "sub-0002_run-10_T1w.nii.gz")
+    result = discover(cohort)
+    assert result.kept[("0002", None)].t1w.endswith("sub-0002_run-2_T1w.nii.gz")
+    assert result.notes == ["sub-0002: 2 T1w images (sub-0002_run-2_T1w.nii.gz, sub-0002_run-10_T1w.nii.gz); "
+                            "using sub-0002_run-2_T1w.nii.gz (the first run; keep one image per unit to choose "
+                            "another)"]
+
+
 def test_missing_repetition_time_is_excluded(cohort):
     (cohort / "sub-0003/func/sub-0003_task-rest_bold.json").write_text(json.dumps({"TaskName": "rest"}))
     assert reasons(discover(cohort))["sub-0003"] == \

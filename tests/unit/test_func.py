@@ -38,6 +38,18 @@ def bold_file(tmp_path, shape=(6, 6, 6, 40), tr=2.0, sidecar=True, seed=0):
 
 # --- inputs -----------------------------------------------------------------------------------
 
+def test_nan_voxels_in_bold_are_named_before_motion_correction(tmp_path):
+    path = bold_file(tmp_path)
+    img = nib.load(path)
+    data = img.get_fdata(dtype=np.float32)
+    data[1, 2, 3, 5:8] = np.nan
+    nib.save(nib.Nifti1Image(data, img.affine), path)
+    with pytest.raises(InputError, match="has 3 NaN or infinite voxel values in 3 volume.*Fix: re-export"):
+        func.check_finite(func.load_bold(path), path)
+    (tmp_path / "ok").mkdir()
+    func.check_finite(func.load_bold(bold_file(tmp_path / "ok")), path)       # a clean series passes
+
+
 def test_repetition_time_read_from_sidecar(tmp_path):
     assert func.repetition_time(bold_file(tmp_path, tr=0.8)) == 0.8
 

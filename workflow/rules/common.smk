@@ -120,6 +120,10 @@ else:
     except InputError as error:
         fail(error)
     sys.stderr.write(f"sfc: {DISCOVERY.summary()}\n")
+    for _note in DISCOVERY.notes[:20]:
+        sys.stderr.write(f"sfc: {_note}\n")
+    if len(DISCOVERY.notes) > 20:
+        sys.stderr.write(f"sfc: ... and {len(DISCOVERY.notes) - 20} more such choices\n")
     if not DISCOVERY.kept:
         fail(bids.nothing_to_analyse(
             DISCOVERY,

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from .errors import InputError
-from .io import nifti_dims, repetition_time_problem
+from .io import nifti_dims, repetition_time_problem, scan_problem
 from .participants import read_participants
 
 LABEL = re.compile(r"^[A-Za-z0-9]+$")
@@ -60,6 +60,7 @@ class Discovery:
     kept: dict = field(default_factory=dict)  # (subject, session) -> ScanSet
     excluded: list = field(default_factory=list)  # dicts: participant_id, session, reason
     has_sessions: bool = False
+    notes: list = field(default_factory=list)  # choices the run log should state (several T1w runs, ...)
     # sessions present but not analysed under the config's `sessions` choice: (participant_id, session)
     not_selected: list = field(default_factory=list)
     sessions: str = "first"
@@ -107,10 +108,33 @@ def _entity(name: str, key: str) -> str | None:
 
 
 def _files(folder: str) -> list[str]:
+    """Names of the files in ``folder``, symbolic links included (a dangling one is then named)."""
     try:
-        return sorted(e.name for e in os.scandir(folder) if e.is_file())
+        return sorted(e.name for e in os.scandir(folder) if e.is_file() or e.is_symlink())
     except FileNotFoundError:
         return []
+
+
+def _run_key(name: str):
+    """Order of several images of one kind: by run number (run-2 before run-10), then by name."""
+    run = _entity(name, "run")
+    return (0, int(run), name) if run and run.isdigit() else (1, 0, name)
+
+
+def _choose(names: list[str], kind: str, notes: list, unit: str) -> str:
+    """The image used where a unit has several of one kind: the first run (documented rule),
+    said in the run log rather than chosen silently."""
+    ordered = sorted(names, key=_run_key)
+    if len(ordered) > 1:
+        notes.append(f"{unit}: {len(ordered)} {kind} images ({', '.join(ordered)}); using {ordered[0]} "
+                     "(the first run; keep one image per unit to choose another)")
+    return ordered[0]
+
+
+def _usable(path: str) -> None:
+    problem = scan_problem(path)
+    if problem:
+        raise _Exclude(f"{os.path.basename(path)} {problem}")
 
 
 def _count_values(path: str) -> list[int]:
@@ -132,14 +156,18 @@ class _Exclude(Exception):
 
 
 def _scan_unit(bids_dir: str, folder: str, subject: str, session: str | None,
-               need: tuple[str, ...], task: str) -> ScanSet:
+               need: tuple[str, ...], task: str, notes: list | None = None) -> ScanSet:
     found = {}
+    notes = notes if notes is not None else []
+    unit = f"sub-{subject}" + (f"_ses-{session}" if session else "")
     anat = _files(os.path.join(folder, "anat"))
     t1w = [n for n in anat if n.endswith(("_T1w.nii.gz", "_T1w.nii"))]
     if "t1w" in need and not t1w:
         raise _Exclude("no T1w image (anat/*_T1w.nii[.gz])")
     if t1w:
-        found["t1w"] = os.path.join(folder, "anat", t1w[0])
+        found["t1w"] = os.path.join(folder, "anat", _choose(t1w, "T1w", notes, unit))
+        if "t1w" in need:
+            _usable(found["t1w"])
 
     if "dwi" in need:
         dwi_dir = os.path.join(folder, "dwi")
@@ -147,8 +175,10 @@ def _scan_unit(bids_dir: str, folder: str, subject: str, session: str | None,
         dwis = [n for n in names if n.endswith(("_dwi.nii.gz", "_dwi.nii"))]
         if not dwis:
             raise _Exclude("no diffusion image (dwi/*_dwi.nii[.gz])")
-        dwi = os.path.join(dwi_dir, dwis[0])
-        stem = os.path.join(dwi_dir, _stem(dwis[0]))
+        chosen = _choose(dwis, "DWI", notes, unit)
+        dwi = os.path.join(dwi_dir, chosen)
+        _usable(dwi)
+        stem = os.path.join(dwi_dir, _stem(chosen))
         for ext in ("bval", "bvec"):
             if os.path.basename(stem) + "." + ext not in names:
                 raise _Exclude(f"{os.path.basename(dwi)} has no .{ext} file")
@@ -186,6 +216,7 @@ def _scan_unit(bids_dir: str, folder: str, subject: str, session: str | None,
             problem = repetition_time_problem(tr)
             if problem:
                 raise _Exclude(f"{name} {problem} in its JSON sidecar")
+            _usable(os.path.join(func_dir, name))
             runs.append(BoldRun(os.path.join(func_dir, name), sidecar, float(tr), _entity(name, "run")))
         found["bold"] = tuple(runs)
     return ScanSet(subject=subject, session=session, **found)
@@ -291,7 +322,8 @@ def discover(bids_dir, participants_file=None, group_column: str = "group", grou
                                     "reason": "not listed in participants.tsv"})
             continue
         try:
-            result.kept[(subject, session)] = _scan_unit(bids_dir, folder, subject, session, tuple(need), task)
+            result.kept[(subject, session)] = _scan_unit(bids_dir, folder, subject, session, tuple(need), task,
+                                                         result.notes)
         except _Exclude as why:
             result.excluded.append({"participant_id": pid, "session": session, "reason": str(why)})
     for pid in participants.index:

@@ -139,6 +139,19 @@ def load_bold(path, min_volumes: int = 3) -> nib.Nifti1Image:
     return img
 
 
+def check_finite(img, path) -> None:
+    """Stop on NaN or Inf voxel values (ANTs' motion correction would fail with "fixed image has
+    NaNs", and any later step would spread them): the file, how many, and the fix."""
+    data = np.asanyarray(img.dataobj)
+    if np.issubdtype(data.dtype, np.floating):
+        bad = ~np.isfinite(data)
+        if bad.any():
+            volumes = int(bad.reshape(-1, bad.shape[-1]).any(axis=0).sum()) if data.ndim == 4 else 1
+            raise InputError(path, f"has {int(bad.sum()):,} NaN or infinite voxel values in {volumes} "
+                             "volume(s)", "re-export the series, or set those voxels to 0 (e.g. "
+                             "fslmaths in -nan out) and keep the subject")
+
+
 def drop_dummy_volumes(img, n: int, path=None) -> nib.Nifti1Image:
     """Discard the first ``n`` volumes (before the magnetisation reaches steady state)."""
     n = int(n or 0)
@@ -559,6 +572,7 @@ def preprocess(bold_path, t1w, dseg, xfm_prefix, dummy_volumes: int = 0, seed: i
     # RAS+ voxel order (an exact reordering): motion correction and the BOLD -> T1w registration
     # then see the same arrays for any storage of the scan (registration.load_canonical)
     img = drop_dummy_volumes(nib.as_closest_canonical(load_bold(bold_path)), dummy_volumes, bold_path)
+    check_finite(img, bold_path)
     log.info("%s: %d volumes after dropping %d dummy volume(s)", bold_path, img.shape[3], dummy_volumes)
     mc = motion_correct(img, seed=seed, fd_radius=fd_radius)
     log.info("motion: mean FD %.3f mm, max %.3f mm", mc.fd[1:].mean() if len(mc.fd) > 1 else 0, mc.fd.max())
