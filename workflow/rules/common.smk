@@ -85,7 +85,7 @@ def _discover():
             raise InputError(None, "input: connectomes needs a pooled participants table",
                              "set the config key `participants` to a participants.tsv covering every site")
         table = read_participants(config["participants"], config["group_column"], config["groups"],
-                                       _configured_columns())
+                                  _configured_columns())
         return bids.discover_connectomes(
             config["connectomes_dirs"], table,
             lambda d, s, t, a: paths.sc_matrix(d, s, t, a, config["sc_weight"]),
@@ -106,7 +106,7 @@ DEMO_PENDING = (
     and not os.path.isdir(config["bids_dir"])
 )
 # The generator writes only into the demo's own folder: a study's mistyped bids_dir is an error.
-if DEMO_PENDING and not os.path.normpath(config["bids_dir"]).endswith(os.path.join("demo", "bids")):
+if DEMO_PENDING and Path(os.path.normpath(config["bids_dir"])).parts[-2:] != ("demo", "bids"):
     fail(InputError(config["bids_dir"], "the BIDS folder does not exist (demo.generate makes the synthetic "
                     "cohort only in a folder named demo/bids, never in a study's bids_dir)",
                     "correct bids_dir; for the demo, run `make demo`"))
