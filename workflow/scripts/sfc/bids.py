@@ -14,13 +14,12 @@ from __future__ import annotations
 import json
 import os
 import re
-import struct
 from dataclasses import dataclass, field
 
 import pandas as pd
 
 from .errors import InputError
-from .io import nifti_dims, repetition_time_problem, scan_problem
+from .io import ScanProblem, checked_header, repetition_time_problem
 from .participants import read_participants
 
 LABEL = re.compile(r"^[A-Za-z0-9]+$")
@@ -131,10 +130,12 @@ def _choose(names: list[str], kind: str, notes: list, unit: str) -> str:
     return ordered[0]
 
 
-def _usable(path: str) -> None:
-    problem = scan_problem(path)
-    if problem:
-        raise _Exclude(f"{os.path.basename(path)} {problem}")
+def _usable(path: str) -> dict:
+    """The scan's header (:func:`sfc.io.checked_header`); a scan that cannot be used leaves the unit out."""
+    try:
+        return checked_header(path)
+    except ScanProblem as problem:
+        raise _Exclude(f"{os.path.basename(path)} {problem}") from None
 
 
 def _count_values(path: str) -> list[int]:
@@ -177,15 +178,11 @@ def _scan_unit(bids_dir: str, folder: str, subject: str, session: str | None,
             raise _Exclude("no diffusion image (dwi/*_dwi.nii[.gz])")
         chosen = _choose(dwis, "DWI", notes, unit)
         dwi = os.path.join(dwi_dir, chosen)
-        _usable(dwi)
+        n_vols = _usable(dwi)["dims"][3]
         stem = os.path.join(dwi_dir, _stem(chosen))
         for ext in ("bval", "bvec"):
             if os.path.basename(stem) + "." + ext not in names:
                 raise _Exclude(f"{os.path.basename(dwi)} has no .{ext} file")
-        try:
-            n_vols = nifti_dims(dwi)[3]
-        except (OSError, EOFError, ValueError, struct.error) as exc:
-            raise _Exclude(f"{os.path.basename(dwi)} cannot be read as NIfTI ({exc})") from None
         bval_rows, bvec_rows = _count_values(stem + ".bval"), _count_values(stem + ".bvec")
         n_bval = sum(bval_rows)
         if n_bval != n_vols:

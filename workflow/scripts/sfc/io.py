@@ -88,8 +88,12 @@ def _gzip_member_sizes_ok(path: str, expected: int) -> bool:
 VOXEL_MM_RANGE = (0.1, 10.0)
 
 
-def scan_problem(path) -> str | None:
-    """Why a scan cannot be used, from its header and its size on disk, or None.
+class ScanProblem(ValueError):
+    """A scan that cannot be used; the message says why (``<file> <message>`` reads as a sentence)."""
+
+
+def checked_header(path) -> dict:
+    """:func:`nifti_header` of a scan that can be used, or :class:`ScanProblem` saying why not.
 
     Cheap enough for discovery (a header and the last 4 bytes): a dangling symbolic link, an
     empty file, no NIfTI header, a file shorter than its header promises (an interrupted copy;
@@ -98,25 +102,25 @@ def scan_problem(path) -> str | None:
     """
     path = str(path)
     if os.path.islink(path) and not os.path.exists(path):
-        return f"is a symbolic link to {os.readlink(path)}, which does not exist"
+        raise ScanProblem(f"is a symbolic link to {os.readlink(path)}, which does not exist")
     if not os.path.isfile(path):
-        return "does not exist"
+        raise ScanProblem("does not exist")
     size = os.path.getsize(path)
     if size == 0:
-        return "is empty (0 bytes)"
+        raise ScanProblem("is empty (0 bytes)")
     try:
         info = nifti_header(path)
     except (OSError, EOFError, ValueError, struct.error, zlib.error) as exc:
-        return f"cannot be read as NIfTI ({exc})"
+        raise ScanProblem(f"cannot be read as NIfTI ({exc})") from None
     expected = max(info["vox_offset"], 348) + info["data_bytes"]
     whole = _gzip_member_sizes_ok(path, expected) if path.endswith(".gz") else size >= expected
     if not whole:
-        return f"is truncated (its header promises {expected:,} bytes of image data and header)"
+        raise ScanProblem(f"is truncated (its header promises {expected:,} bytes of image data and header)")
     low, high = VOXEL_MM_RANGE
     if not all(low <= v <= high for v in info["voxel_mm"]):
         sizes = " x ".join(f"{v:g}" for v in info["voxel_mm"])
-        return f"has voxels of {sizes} mm, which no brain scan has (is its affine scaled?)"
-    return None
+        raise ScanProblem(f"has voxels of {sizes} mm, which no brain scan has (is its affine scaled?)")
+    return info
 
 
 def repetition_time_problem(tr) -> str | None:
