@@ -167,7 +167,7 @@ def excluded_records():
 @functools.lru_cache(maxsize=None)
 def _unit_work(subject, session):
     s = DISCOVERY.kept[(subject, session)]
-    dwi = _qsiprep_dwi(subject, session)[0] if DWI_ROUTE == "qsiprep" else s.dwi
+    dwi = dwi_series(subject, session)[0]  # structural_common.smk: BIDS raw or QSIPrep
     bolds = [_fmriprep_run(subject, session).bold] if FUNC_ROUTE == "fmriprep" else [b.path for b in s.bold]
     reproducible = TRACKING.get("reproducible", True)
     return sfc_resources.unit_work(s.t1w, dwi, bolds, streamlines=TRACKING["streamlines"],

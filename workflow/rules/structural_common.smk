@@ -101,13 +101,17 @@ def _qsiprep_dwi(subject, session):
         fail(error)
 
 
-def dwi_raw_inputs(wildcards):
-    """The DWI series and FSL gradients: BIDS raw, or QSIPrep's preprocessed DWI (input.dwi: qsiprep)."""
+def dwi_series(subject, session):
+    """(DWI, bval, bvec): BIDS raw, or QSIPrep's preprocessed DWI (input.dwi: qsiprep)."""
     if DWI_ROUTE == "qsiprep":
-        dwi, bval, bvec = _qsiprep_dwi(wildcards.subject, wildcards.get("session"))
-    else:
-        s = scans(wildcards)
-        dwi, bval, bvec = s.dwi, s.bval, s.bvec
+        return _qsiprep_dwi(subject, session)
+    s = DISCOVERY.kept[(subject, session)]
+    return s.dwi, s.bval, s.bvec
+
+
+def dwi_raw_inputs(wildcards):
+    """The DWI series and FSL gradients of the job's subject (:func:`dwi_series`)."""
+    dwi, bval, bvec = dwi_series(wildcards.subject, wildcards.get("session"))
     return {"dwi": dwi, "bval": bval, "bvec": bvec}
 
 
