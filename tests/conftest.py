@@ -146,6 +146,26 @@ def significant_regions(html: str) -> dict:
 
 DEMO_PRESET = REPO / "config" / "demo.yaml"
 
+#: The config of the per-subject imaging tests on :func:`generate_one_subject`'s head: paths
+#: relative to the project folder, no covariates (one subject), fewer streamlines.
+ONE_SUBJECT_CONFIG = {
+    "bids_dir": "bids",
+    "output_dir": "results",
+    "demo": {"generate": False, "preset": "demo", "truth_dir": "truth"},
+    "covariates": [],
+    "dwi": {"tracking": {"streamlines": 10000}},
+}
+
+
+def generate_one_subject(project: Path, atlas_dir) -> None:
+    """One synthetic head (``sub-001``, HC, seed 5) at the demo's image sizes with a 100-volume BOLD,
+    into ``project/bids`` (truth in ``project/truth``): for per-subject imaging tests that need a
+    real head, not a cohort."""
+    from sfc.simulate.images import preset_image_params, simulate_bids_cohort
+
+    simulate_bids_cohort(project / "bids", project / "truth", atlas_dir=atlas_dir, n_per_group={"HC": 1}, seed=5,
+                         image_params=preset_image_params("demo", n_volumes=100), n_jobs=1)
+
 
 def with_preset(args, preset=DEMO_PRESET) -> list[str]:
     """``args`` with ``--configfile <preset>`` ahead of the test's own config files.

@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import run_snakemake
+from conftest import ONE_SUBJECT_CONFIG, generate_one_subject, run_snakemake
 from sfc import paths
 
 pytestmark = [
@@ -31,11 +31,7 @@ pytestmark = [
 
 ATLASES = ("BNA246", "HOA")
 CONFIG = {
-    "bids_dir": "bids",
-    "output_dir": "results",
-    "demo": {"generate": False, "preset": "demo", "truth_dir": "truth"},
-    "covariates": [],
-    "dwi": {"tracking": {"streamlines": 10000}},
+    **ONE_SUBJECT_CONFIG,
     # 100 volumes (3.3 min): a shorter BOLD than the demo's keeps the run short
     "func": {"min_kept_minutes": 3.0},
 }
@@ -60,12 +56,9 @@ def as_sessions(bids: Path, subject: str, sessions) -> None:
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory, atlas_dir):
-    from sfc.simulate.images import preset_image_params, simulate_bids_cohort
-
     work = tmp_path_factory.mktemp("sessions") / "project"
     work.mkdir()
-    simulate_bids_cohort(work / "bids", work / "truth", atlas_dir=atlas_dir, n_per_group={"HC": 1}, seed=5,
-                         image_params=preset_image_params("demo", n_volumes=100), n_jobs=1)
+    generate_one_subject(work, atlas_dir)
     as_sessions(work / "bids", "001", ("1", "2"))
     (work / "first.yaml").write_text(yaml.safe_dump(CONFIG))
     (work / "all.yaml").write_text(yaml.safe_dump({**CONFIG, "sessions": "all"}))

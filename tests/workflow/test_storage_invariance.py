@@ -30,7 +30,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import run_snakemake
+from conftest import ONE_SUBJECT_CONFIG, generate_one_subject, run_snakemake
 from sfc import func, io, paths, registration
 from sfc.simulate.evaluate import evaluate_subject, true_labels_on_grid, world_label_agreement
 
@@ -45,13 +45,7 @@ SAME_VOXELS = {"101": dict(axcodes="LPS"), "102": dict(axcodes="RAS", ext=".nii"
 OBLIQUE = {"103": dict(oblique_deg=(5, -4, 6))}
 # demo-sized images (the storage effect is a registration effect, so the grids must be the real
 # ones), a shorter BOLD and fewer streamlines to keep the five runs to a few minutes
-CONFIG = {
-    "bids_dir": "bids",
-    "output_dir": "results",
-    "demo": {"generate": False, "preset": "demo", "truth_dir": "truth"},
-    "covariates": [],
-    "dwi": {"tracking": {"streamlines": 10000}},
-}
+CONFIG = ONE_SUBJECT_CONFIG
 # the floors of tests/workflow/test_imaging_run.py (demo run, atlas in DWI space vs the truth)
 TRUTH_DICE_FLOOR = {"BNA246": 0.72, "HOA": 0.79}
 
@@ -68,12 +62,10 @@ def _targets(output_dir: str, subjects) -> list[str]:
 @pytest.fixture(scope="module")
 def storage_run(tmp_path_factory, atlas_dir):
     from sfc.simulate import storage
-    from sfc.simulate.images import preset_image_params, simulate_bids_cohort
 
     work = tmp_path_factory.mktemp("storage") / "project"
     work.mkdir()
-    simulate_bids_cohort(work / "bids", work / "truth", atlas_dir=atlas_dir, n_per_group={"HC": 1}, seed=5,
-                         image_params=preset_image_params("demo", n_volumes=100), n_jobs=1)
+    generate_one_subject(work, atlas_dir)
     for new, how in {**SAME_VOXELS, **OBLIQUE}.items():
         storage.restore_subject(work / "bids", "001", new, truth_dir=work / "truth", **how)
     (work / "config.yaml").write_text(yaml.safe_dump(CONFIG))
