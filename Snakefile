@@ -24,6 +24,11 @@ include: "workflow/rules/classify.smk"
 include: "workflow/rules/report.smk"
 
 
+# A subject whose job stopped on its own bad input is recorded (sfc.failures); say how to go on.
+onerror:
+    say_recorded_failures()
+
+
 rule all:
     input:
         final_targets,

@@ -253,3 +253,15 @@ def test_conflicting_subject_ids_across_sites_are_an_error(tmp_path):
                                    "group", GROUPS)
     with pytest.raises(InputError, match="sub-01 is also in .*siteA: subject IDs conflict across sites"):
         _discover_connectomes([a, b], table)
+
+
+def test_configured_columns_may_come_from_sessions_tables(tmp_path):
+    root = tmp_path / "bids"
+    testing.make_dataset(root, 2, sessions=("1", "2"))
+    (root / "sub-0001" / "sub-0001_sessions.tsv").write_text("session_id\tmadrs\nses-1\t20\nses-2\t8\n")
+    result = bids.discover(root, groups=GROUPS, columns=["age", "madrs"])
+    assert result.session_columns == ["madrs"] and sorted(result.kept) == [("0001", "1"), ("0002", "1")]
+    # a bad cell in an analysed unit's sessions.tsv stops discovery, before any job
+    (root / "sub-0001" / "sub-0001_sessions.tsv").write_text("session_id\tmadrs\tsex\nses-1\t20\tx\n")
+    with pytest.raises(InputError, match="sub-0001_sessions.tsv: line 2"):
+        bids.discover(root, groups=GROUPS, columns=["age", "madrs"])

@@ -141,3 +141,52 @@ def test_text_that_is_not_utf8_is_one_clear_error(tmp_path):
     path.write_bytes(HEAD.encode() + "sub-01\tTRD\t30\tF\tMünchen\t12\t31\t4\n".encode("latin-1"))
     with pytest.raises(InputError, match="not UTF-8 text"):
         read_participants(path, "group", GROUPS, COLUMNS)
+
+
+# --- sessions.tsv: values measured at a session ---------------------------------------------------
+
+def test_sessions_table_reads_like_a_spreadsheet_and_normalises_codes(tmp_path):
+    from sfc.participants import read_sessions
+
+    path = tmp_path / "sub-01_sessions.tsv"
+    path.write_bytes("\ufeffbsi \t session_id\tsex\r\n 12 \tses-1\tmale\r\nn/a\t2\tF\r\n".encode())
+    assert read_sessions(path) == {"1": {"bsi": 12.0, "sex": "M"}, "2": {"sex": "F"}}
+
+
+def test_bad_sessions_cell_names_file_line_and_column(tmp_path):
+    from sfc.participants import read_sessions
+
+    path = tmp_path / "sub-01_sessions.tsv"
+    path.write_text("session_id\tage\nses-1\t34\nses-2\t340\n")
+    with pytest.raises(InputError, match=r"sub-01_sessions.tsv: line 3 \(ses-2\), column 'age': 340.0 is not valid"):
+        read_sessions(path)
+    path.write_text("session_id\tsex\nses-1\tmaybe\n")
+    with pytest.raises(InputError, match="line 2 \\(ses-1\\), column 'sex': 'maybe' is not a known code"):
+        read_sessions(path)
+
+
+def test_analysed_sessions_values_replace_the_participants_ones(tmp_path):
+    from sfc.participants import read_participants, with_session_values
+
+    (tmp_path / "participants.tsv").write_text("participant_id\tgroup\tage\nsub-01\tTRD\t30\nsub-02\tHC\t40\n")
+    for subject, rows in (("01", "ses-1\t31\t20\nses-2\t33\t8\n"), ("02", "ses-1\tn/a\t2\n")):
+        (tmp_path / f"sub-{subject}").mkdir()
+        (tmp_path / f"sub-{subject}" / f"sub-{subject}_sessions.tsv").write_text("session_id\tage\tbsi\n" + rows)
+    # bsi is in no participants column: the config may still name it
+    table = read_participants(tmp_path / "participants.tsv", columns=["age", "bsi"], session_columns={"bsi"})
+    assert table["bsi"].isna().all()
+    units = [("01", "2"), ("02", "1")]
+    out = with_session_values(table, units, tmp_path, columns=["age", "bsi"])
+    assert out.loc["sub-01", "age"] == 33.0 and out.loc["sub-01", "bsi"] == 8.0   # the session's values
+    assert out.loc["sub-02", "age"] == 40.0 and out.loc["sub-02", "bsi"] == 2.0   # n/a keeps participants'
+    assert out["bsi"].dtype.kind == "f" and list(out.index) == ["sub-01", "sub-02"]
+    # a column the config does not name is not taken
+    assert "bsi" not in with_session_values(table.drop(columns="bsi"), units, tmp_path, columns=["age"]).columns
+
+
+def test_a_configured_column_in_neither_table_still_stops(tmp_path):
+    from sfc.participants import read_participants
+
+    (tmp_path / "participants.tsv").write_text("participant_id\tgroup\nsub-01\tTRD\n")
+    with pytest.raises(InputError, match="'bsi' named in the config are missing"):
+        read_participants(tmp_path / "participants.tsv", columns=["bsi"], session_columns={"age"})

@@ -156,6 +156,12 @@ def kill_everything_started_in(work: Path) -> None:
         time.sleep(0.5)
 
 
+def dataset_files(bids: Path) -> dict[str, tuple[int, int]]:
+    """(size, mtime_ns) of every file and folder of the input dataset."""
+    return {str(p.relative_to(bids)): (p.stat().st_size if p.is_file() else 0, p.stat().st_mtime_ns)
+            for p in [bids, *bids.rglob("*")]}
+
+
 def subject_files(results: Path) -> dict[str, float]:
     """mtime of every per-subject output (logs and benchmarks aside)."""
     return {str(p.relative_to(results)): p.stat().st_mtime for p in results.glob("sub-*/**/*") if p.is_file()}
@@ -205,9 +211,10 @@ def imaging_run(tmp_path_factory, atlas_dir):
        failure would) once one subject's connectome is finished and a long imaging job
        is in flight.
     2. Snakemake refuses to go on without ``--rerun-incomplete``; resume with it. The
-       broken subject's jobs fail; every good subject finishes.
-    3. The fix a user makes: drop the broken subject from participants.tsv; the group
-       stage then runs.
+       broken subject's jobs fail (and are recorded, sfc.failures); every good subject
+       finishes.
+    3. The same command again, as the end of that run says: the group stage runs without
+       the broken subject, which group/excluded.tsv lists with its jobs' messages.
     """
     from sfc.simulate.images import preset_image_params, simulate_bids_cohort
 
@@ -216,6 +223,7 @@ def imaging_run(tmp_path_factory, atlas_dir):
     cohort = simulate_bids_cohort(work / "bids", work / "truth", atlas_dir=atlas_dir, n_per_group=N_PER_GROUP,
                                   seed=11, image_params=preset_image_params("demo"), n_jobs=2)
     add_broken_subjects(work / "bids", cohort.subjects[0])
+    dataset_before = dataset_files(work / "bids")
     config = work / "config.yaml"
     config.write_text(yaml.safe_dump(CONFIG))
     log_path = work / "killed_run.log"
@@ -260,15 +268,15 @@ def imaging_run(tmp_path_factory, atlas_dir):
     unfinished = [f for s in good for a in ATLASES
                   for f in (paths.sc_matrix(work / "results", s, None, a, "count"),
                             paths.fc_matrix(work / "results", s, None, a)) if not Path(f).is_file()]
-    table = pd.read_csv(work / "bids" / "participants.tsv", sep="\t", dtype=str, keep_default_na=False)
-    table[table.participant_id != "sub-901"].to_csv(work / "bids" / "participants.tsv", sep="\t", index=False)
-    fixed = run_snakemake("--cores", "2", *SCHEDULING, "--configfile", config, workdir=work, timeout=3600)
+    again = run_snakemake("--cores", "2", "--keep-going", "--rerun-incomplete", *SCHEDULING, "--configfile", config,
+                          workdir=work, timeout=3600)
     seconds = time.perf_counter() - start
-    assert fixed.returncode == 0, (fixed.stdout + fixed.stderr)[-4000:]
+    assert again.returncode == 0, (again.stdout + again.stderr)[-4000:]
     print(f"\nimaging run of {sum(N_PER_GROUP.values())} + {len(BROKEN)} subjects "
-          f"(killed once, resumed, fixed): {seconds:.0f} s")
+          f"(killed once, resumed, run again): {seconds:.0f} s")
     return dict(work=work, cohort=cohort, before_kill=before, killed_while=killed_while, refused=refused,
-                incomplete=incomplete, resumed=resumed, unfinished=unfinished, fixed=fixed)
+                incomplete=incomplete, resumed=resumed, unfinished=unfinished, again=again,
+                dataset_before=dataset_before)
 
 
 def copy_project(imaging_run, tmp_path) -> Path:
@@ -331,6 +339,19 @@ def test_broken_subject_fails_only_its_own_jobs_with_messages_naming_the_files(i
     assert "sub-901_dwi.nii.gz" in text and "sub-901_task-rest_bold.nii.gz" in text
     # every good subject finished its connectomes in that same run
     assert imaging_run["unfinished"] == []
+    # and the run's last words say how to finish the group stage
+    assert "sub-901" in text and "Run the same command again" in text
+
+
+def test_run_again_finishes_the_group_stage_without_the_broken_subject(imaging_run):
+    again = imaging_run["again"]
+    text = again.stdout + again.stderr
+    assert "1 unit(s) left out: a job stopped on their input in an earlier run (sub-901)" in text
+    assert "Traceback" not in text
+    results = imaging_run["work"] / "results"
+    group = pd.read_csv(paths.group_sfc(results, "BNA246", "spearman"), sep="\t")
+    assert set(group.participant_id) == {f"sub-{s}" for s in imaging_run["cohort"].subjects}
+    assert (results / "group" / "classification.tsv").is_file() and (results / "report.html").is_file()
 
 
 def test_subjects_left_out_are_listed_with_their_reasons(imaging_run):
@@ -338,7 +359,29 @@ def test_subjects_left_out_are_listed_with_their_reasons(imaging_run):
     reasons = dict(zip(excluded.participant_id, excluded.reason))
     assert set(reasons) == {"sub-901", "sub-902"}
     assert "RepetitionTime" in reasons["sub-902"]
-    assert "participants.tsv" in reasons["sub-901"]
+    # both failed jobs, each with its message
+    assert "dwi_preprocess" in reasons["sub-901"] and "NaN" in reasons["sub-901"]
+    assert "func_preprocess" in reasons["sub-901"] and "3-D" in reasons["sub-901"]
+
+
+def test_nothing_was_written_into_the_input_dataset(imaging_run):
+    assert dataset_files(imaging_run["work"] / "bids") == imaging_run["dataset_before"]
+
+
+def test_fixed_input_retries_the_subject_it_stopped(imaging_run, tmp_path):
+    work = copy_project(imaging_run, tmp_path)
+    bids, donor = work / "bids", imaging_run["cohort"].subjects[0]
+    # the DWI replaced: the func record (3-D BOLD) still holds, so sub-901 stays out
+    shutil.copy(bids / f"sub-{donor}" / "dwi" / f"sub-{donor}_dwi.nii.gz", bids / "sub-901" / "dwi" / "sub-901_dwi.nii.gz")
+    assert subjects_of(dry_run_jobs(work)) == set()
+    # both replaced: sub-901's failed jobs and all that follows them run (its T1w jobs had
+    # finished), and everything over subjects with it
+    shutil.copy(bids / f"sub-{donor}" / "func" / f"sub-{donor}_task-rest_bold.nii.gz",
+                bids / "sub-901" / "func" / "sub-901_task-rest_bold.nii.gz")
+    jobs = dry_run_jobs(work)
+    assert subjects_of(jobs) == {"901"}
+    assert per_subject(jobs, "901") == DWI_RULES | FUNC_RULES
+    assert COUPLING_AND_GROUP <= group_level(jobs)
 
 
 # --- (a) nothing to do -------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ import json
 import re
 import time
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -237,3 +238,31 @@ def test_default_config_plans_real_data_tractography_sized_by_streamlines(fake_c
         before, after = _job_resources(default.stdout, rule)[0], _job_resources(plans[100_000_000].stdout, rule)[0]
         for key in keys:
             assert after[key] > before[key], (rule, key, before, after)
+
+
+def test_scales_measured_per_session_reach_the_group_fits(tmp_path, atlas_dir):
+    """A dataset with sessions whose sub-<s>_sessions.tsv give a clinical scale (and age at the
+    scan): the group rules read participants.tsv with each participant's values at the analysed
+    session (the first), built by rule session_participants."""
+    bids = testing.make_dataset(tmp_path / "bids", 6, sessions=("1", "2"))
+    for i in range(6):
+        subject = f"{i + 1:04d}"
+        (bids / f"sub-{subject}" / f"sub-{subject}_sessions.tsv").write_text(
+            f"session_id\tmadrs\tage\r\nses-1\t{20 + i}\t{50 + i}\r\nses-2\t{5 + i}\tn/a\r\n")
+    before = sorted((p, p.stat().st_mtime_ns) for p in bids.rglob("*"))
+    config = dict(bids_dir=str(bids), output_dir=f"{tmp_path}/out", clinical_scales=["madrs"])
+    planned = dry_run(tmp_path, **config)
+    assert planned.returncode == 0, planned.stderr[-3000:]
+    assert job_counts(planned.stdout)["session_participants"] == 1
+    target = paths.session_participants(f"{tmp_path}/out")
+    built = run_snakemake(target, "--cores", "1", "--configfile", with_config(tmp_path, **config),
+                          workdir=tmp_path / "work")
+    assert built.returncode == 0, built.stderr[-3000:]
+    table = pd.read_csv(target, sep="\t", index_col="participant_id")
+    assert table["madrs"].tolist() == [20.0 + i for i in range(6)]          # ses-1, the first session
+    assert table["age"].tolist() == [50.0 + i for i in range(6)]            # the age at that scan
+    assert set(table["sex"]) == {"M", "F"}                                   # participant-level columns kept
+    assert sorted((p, p.stat().st_mtime_ns) for p in bids.rglob("*")) == before   # the dataset untouched
+    # without sessions the group rules read participants.tsv itself: no extra job
+    plain = dry_run(tmp_path, bids_dir=str(testing.make_dataset(tmp_path / "plain", 3)), output_dir=f"{tmp_path}/out2")
+    assert plain.returncode == 0 and "session_participants" not in plain.stdout

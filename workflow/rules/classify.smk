@@ -30,7 +30,7 @@ CLASSIFY_PATTERN = paths.group_file(
 rule classify:
     input:
         sfc=paths.group_sfc(OUT, "{atlas}", "{method}"),
-        participants=PARTICIPANTS_TSV,
+        participants=GROUP_PARTICIPANTS,
     output:
         **{k: CLASSIFY_PATTERN.replace("{kind}", k) for k in CLASSIFY_KINDS},
     log:

@@ -11,12 +11,12 @@ from snakemake.utils import validate
 
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow" / "scripts"))
 
-from sfc import bids, paths  # noqa: E402
+from sfc import bids, failures, paths  # noqa: E402
 from sfc import resources as sfc_resources  # noqa: E402
 from sfc.atlases import atlas_names  # noqa: E402
 from sfc.config import schema_problem  # noqa: E402
 from sfc.errors import InputError  # noqa: E402
-from sfc.participants import read_participants  # noqa: E402
+from sfc.participants import read_participants, sessions_path  # noqa: E402
 
 
 def fail(error):
@@ -72,7 +72,7 @@ if not CONNECTOME_INPUT:
 PARTICIPANTS_TSV = config["participants"] or f"{config['bids_dir']}/participants.tsv"
 
 
-def _configured_columns():
+def configured_columns():
     cols = [*config.get("covariates", []), *config.get("clinical_scales", [])]
     if config.get("site_column"):
         cols.append(config["site_column"])
@@ -85,7 +85,7 @@ def _discover():
             raise InputError(None, "input: connectomes needs a pooled participants table",
                              "set the config key `participants` to a participants.tsv covering every site")
         table = read_participants(config["participants"], config["group_column"], config["groups"],
-                                  _configured_columns())
+                                  configured_columns())
         return bids.discover_connectomes(
             config["connectomes_dirs"], table,
             lambda d, s, t, a: paths.sc_matrix(d, s, t, a, config["sc_weight"]),
@@ -96,7 +96,7 @@ def _discover():
     if config["input"]["func"] == "fmriprep":
         need.remove("bold")
     return bids.discover(config["bids_dir"], config.get("participants"), config["group_column"],
-                         config["groups"], _configured_columns(), need=tuple(need), task=config["task"],
+                         config["groups"], configured_columns(), need=tuple(need), task=config["task"],
                          sessions=config["sessions"])
 
 
@@ -131,9 +131,30 @@ else:
         ))
 
 HAS_SESSIONS = bool(DISCOVERY and DISCOVERY.has_sessions)
+# Configured columns (covariates, scales, site) that sub-<s>_sessions.tsv give per session: the
+# group fits then read participants.tsv with each participant's values at the analysed session
+# (rule session_participants), not the participant-level ones.
+SESSION_COLUMNS = DISCOVERY.session_columns if HAS_SESSIONS and not CONNECTOME_INPUT else []
+GROUP_PARTICIPANTS = paths.session_participants(OUT) if SESSION_COLUMNS else PARTICIPANTS_TSV
 # The session entity of every per-subject path pattern: absent for session-less datasets.
 SES = "{session}" if HAS_SESSIONS else None
-UNITS = sorted(DISCOVERY.kept) if DISCOVERY else []  # (subject, session) pairs kept
+# Units whose per-subject job stopped on their own bad input in an earlier run (sfc.failures):
+# left out of this run, so the group stage goes on without them, until their input changes.
+FAILED = failures.current(OUT, DISCOVERY.kept) if DISCOVERY and not CONNECTOME_INPUT else {}
+if FAILED:
+    _failed_ids = [paths.unit_id(*u) for u in sorted(FAILED)]
+    sys.stderr.write(
+        f"sfc: {len(FAILED)} unit(s) left out: a job stopped on their input in an earlier run "
+        f"({', '.join(_failed_ids[:10])}{' ...' if len(FAILED) > 10 else ''}); the reasons are in "
+        f"group/excluded.tsv and {paths.failure_dir(OUT)}/. Fixing the input retries a unit; so does "
+        "deleting its record\n"
+    )
+UNITS = sorted(u for u in DISCOVERY.kept if u not in FAILED) if DISCOVERY else []  # (subject, session) pairs
+if DISCOVERY and DISCOVERY.kept and not UNITS:
+    fail(InputError(paths.failure_dir(OUT), f"every one of the {len(FAILED)} units stopped on its input in an "
+                    "earlier run, so there is nothing left to analyse",
+                    "read the records (each names the file and the fix), correct the inputs or the setup, "
+                    "and delete the records to try again"))
 # participant_id of each unit in the group tables (``_ses-<label>`` added where sessions exist)
 UNIT_IDS = [paths.unit_id(s, t) for s, t in UNITS]
 # Group fits (statistics, clinical correlations, classification, report) take one unit per
@@ -161,7 +182,16 @@ def expand_units(pattern, **kwargs):
 
 
 def excluded_records():
-    return DISCOVERY.excluded_table().to_dict("records") if DISCOVERY else []
+    """group/excluded.tsv's rows known at parse time: left out at discovery or for a recorded failure."""
+    if not DISCOVERY:
+        return []
+    rows = DISCOVERY.excluded_table().to_dict("records")
+    for (subject, session), records in sorted(FAILED.items()):
+        row = {"participant_id": f"sub-{subject}", "reason": failures.reason(records)}
+        if HAS_SESSIONS:
+            row["session"] = session
+        rows.append(row)
+    return rows
 
 
 @functools.lru_cache(maxsize=None)
@@ -208,3 +238,18 @@ def final_targets(wildcards):
     if DEMO_PENDING:
         return [config["bids_dir"]]
     return TARGETS
+
+
+def say_recorded_failures():
+    """At the end of a failed run: the units whose jobs stopped on their input, and what to do next."""
+    if not UNITS or CONNECTOME_INPUT:
+        return
+    stopped = failures.current(OUT, UNITS)
+    if stopped:
+        ids = [paths.unit_id(*u) for u in sorted(stopped)]
+        sys.stderr.write(
+            f"\nsfc: {len(stopped)} unit(s) stopped on their input ({', '.join(ids[:10])}"
+            f"{' ...' if len(ids) > 10 else ''}; the messages are above and in {paths.failure_dir(OUT)}/). "
+            "Run the same command again to finish the group stage without them (they will be listed in "
+            "group/excluded.tsv), or fix their input first.\n"
+        )

@@ -32,10 +32,44 @@ rule assemble_group_sfc:
         "../scripts/assemble_group_sfc.py"
 
 
+if SESSION_COLUMNS:
+
+    rule session_participants:
+        input:
+            participants=PARTICIPANTS_TSV,
+            sessions=sorted(
+                {
+                    sessions_path(config["bids_dir"], s)
+                    for s, _ in UNITS
+                    if os.path.isfile(sessions_path(config["bids_dir"], s))
+                }
+            ),
+        output:
+            GROUP_PARTICIPANTS,
+        log:
+            f"{LOGS}/group/session_participants.log",
+        benchmark:
+            f"{BENCH}/group/session_participants.tsv"
+        conda:
+            "../../envs/core.yaml"
+        threads: 1
+        resources:
+            **sized_by_units(per_unit_mb=0.1, per_unit_s=0.01, base_mb=500, base_min=5),
+        params:
+            units=UNITS,
+            bids_dir=config["bids_dir"],
+            group_column=config["group_column"],
+            groups=config["groups"],
+            columns=configured_columns(),
+            session_columns=SESSION_COLUMNS,
+        script:
+            "../scripts/session_participants.py"
+
+
 rule group_stats:
     input:
         sfc=paths.group_sfc(OUT, "{atlas}", "{method}"),
-        participants=PARTICIPANTS_TSV,
+        participants=GROUP_PARTICIPANTS,
         labels=paths.atlas_labels(OUT, "{atlas}"),
     output:
         paths.group_stats(OUT, "{atlas}", "{method}"),
@@ -64,7 +98,7 @@ rule group_stats:
 rule clinical_correlations:
     input:
         sfc=paths.group_sfc(OUT, "{atlas}", "{method}"),
-        participants=PARTICIPANTS_TSV,
+        participants=GROUP_PARTICIPANTS,
         labels=paths.atlas_labels(OUT, "{atlas}"),
         groupstats=paths.group_stats(OUT, "{atlas}", "{method}"),
     output:

@@ -60,7 +60,7 @@ if UNITS:
 
     rule report:
         input:
-            participants=PARTICIPANTS_TSV,
+            participants=GROUP_PARTICIPANTS,
             excluded=paths.excluded(OUT),
             labels=ATLAS_LABELS,
             images=ATLAS_IMAGES,

@@ -3,7 +3,7 @@
 from sfc import anat
 from sfc.logs import script_logger
 
-log = script_logger(snakemake.log[0])
+log = script_logger(snakemake.log[0], job=snakemake)
 inp, out = snakemake.input, snakemake.output
 suffix = "0GenericAffine.mat"
 prefix = inp.affine[: -len(suffix)]

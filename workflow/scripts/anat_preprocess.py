@@ -5,7 +5,7 @@ import pandas as pd
 from sfc import anat, io
 from sfc.logs import script_logger
 
-log = script_logger(snakemake.log[0])
+log = script_logger(snakemake.log[0], job=snakemake)
 out, params = snakemake.output, snakemake.params
 suffix = "0GenericAffine.mat"
 assert out.affine.endswith(suffix), out.affine

@@ -10,7 +10,7 @@ import pandas as pd
 from sfc import io, stats
 from sfc.logs import script_logger
 
-log = script_logger(snakemake.log[0])
+log = script_logger(snakemake.log[0], job=snakemake)
 labels = io.read_labels(snakemake.input.labels)
 drop = io.excluded_units(snakemake.input.excluded)
 # the coupling job's list of the tables it computed (excluded units are not computed), in order

@@ -9,7 +9,7 @@ from sfc import classify
 from sfc.io import write_tsv
 from sfc.logs import script_logger
 
-log = script_logger(snakemake.log[0])
+log = script_logger(snakemake.log[0], job=snakemake)
 
 if snakemake.rule == "classification_summary":
     table = classify.combine_tables(snakemake.input.tables)

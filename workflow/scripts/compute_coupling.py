@@ -15,7 +15,7 @@ import pandas as pd
 from sfc import coupling, io
 from sfc.logs import script_logger
 
-log = script_logger(snakemake.log[0])
+log = script_logger(snakemake.log[0], job=snakemake)
 params = snakemake.params
 labels = io.read_labels(snakemake.input.labels)
 excluded = io.excluded_units(snakemake.input.excluded)

@@ -5,7 +5,7 @@ import pandas as pd
 from sfc import io, stats
 from sfc.logs import script_logger
 
-log = script_logger(snakemake.log[0])
+log = script_logger(snakemake.log[0], job=snakemake)
 results = {atlas: (pd.read_csv(table, sep="\t", na_values=["n/a"]), io.read_labels(labels))
            for atlas, table, labels in zip(snakemake.params.atlases, snakemake.input.stats, snakemake.input.labels)}
 table = stats.replicated_regions(results, column=snakemake.params.column, alpha=snakemake.params.alpha)

@@ -3,6 +3,6 @@
 from sfc import dwi
 from sfc.logs import script_logger
 
-log = script_logger(snakemake.log[0])
+log = script_logger(snakemake.log[0], job=snakemake)
 dwi.five_tt_to_dwi(snakemake.input.five_tt, snakemake.input.b0, [snakemake.input.xfm], snakemake.output.five_tt)
 dwi.mrtrix.run(["5ttcheck", snakemake.output.five_tt], nthreads=1)

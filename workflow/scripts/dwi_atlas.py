@@ -3,7 +3,7 @@
 from sfc import anat, dwi, io, registration
 from sfc.logs import script_logger
 
-log = script_logger(snakemake.log[0])
+log = script_logger(snakemake.log[0], job=snakemake)
 inp, out = snakemake.input, snakemake.output
 suffix = "0GenericAffine.mat"
 to_t1, to_t1_invert = registration.transforms_from_prefix(inp.anat_affine[: -len(suffix)], inverse=True)

@@ -3,7 +3,7 @@
 from sfc import dwi, io
 from sfc.logs import script_logger
 
-log = script_logger(snakemake.log[0])
+log = script_logger(snakemake.log[0], job=snakemake)
 inp = snakemake.input
 n = len(io.read_labels(inp.labels))
 for weight in snakemake.params.weights:

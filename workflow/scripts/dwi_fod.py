@@ -6,7 +6,7 @@ from pathlib import Path
 from sfc import dwi
 from sfc.logs import script_logger
 
-log = script_logger(snakemake.log[0])
+log = script_logger(snakemake.log[0], job=snakemake)
 p, out = snakemake.params, snakemake.output
 info = dwi.DwiInfo.from_json(snakemake.input.info)
 plan = dwi.check_tracking(info, p.tracking.get("algorithm", "iFOD2"), p.tracking.get("lmax"),

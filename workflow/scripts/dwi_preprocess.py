@@ -3,7 +3,7 @@
 from sfc import dwi
 from sfc.logs import script_logger
 
-log = script_logger(snakemake.log[0])
+log = script_logger(snakemake.log[0], job=snakemake)
 p, out = snakemake.params, snakemake.output
 info, plan = dwi.preprocess(
     snakemake.input.dwi, snakemake.input.bval, snakemake.input.bvec,

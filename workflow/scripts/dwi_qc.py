@@ -10,7 +10,7 @@ import pandas as pd
 from sfc import io
 from sfc.logs import script_logger
 
-log = script_logger(snakemake.log[0])
+log = script_logger(snakemake.log[0], job=snakemake)
 inp = snakemake.input
 row = {"participant_id": f"sub-{snakemake.wildcards.subject}"}
 for key in ("anat", "register", "tracking"):

@@ -6,7 +6,7 @@ import pandas as pd
 from sfc import dwi, io
 from sfc.logs import script_logger
 
-log = script_logger(snakemake.log[0])
+log = script_logger(snakemake.log[0], job=snakemake)
 inp = snakemake.input
 suffix = "0GenericAffine.mat"
 reg = dwi.register_t1_to_dwi(inp.b0, inp.t1_brain, snakemake.output.xfm[: -len(suffix)], dwi_mask=inp.mask,

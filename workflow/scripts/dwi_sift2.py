@@ -3,6 +3,6 @@
 from sfc import dwi
 from sfc.logs import script_logger
 
-log = script_logger(snakemake.log[0])
+log = script_logger(snakemake.log[0], job=snakemake)
 dwi.sift2(snakemake.input.tck, snakemake.input.fod, snakemake.output.weights, act=snakemake.input.get("five_tt"),
           nthreads=snakemake.threads)

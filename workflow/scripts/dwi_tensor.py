@@ -6,7 +6,7 @@ from pathlib import Path
 from sfc import anat, dwi
 from sfc.logs import script_logger
 
-log = script_logger(snakemake.log[0])
+log = script_logger(snakemake.log[0], job=snakemake)
 with tempfile.TemporaryDirectory(prefix="sfc_tensor_") as tmp:
     dwi.tensor_metrics(snakemake.input.dwi, snakemake.input.mask, Path(tmp) / "tensor.mif", snakemake.output.fa,
                        md_out=snakemake.output.md, nthreads=snakemake.threads)

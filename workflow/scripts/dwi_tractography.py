@@ -8,7 +8,7 @@ import pandas as pd
 from sfc import dwi, io
 from sfc.logs import script_logger
 
-log = script_logger(snakemake.log[0])
+log = script_logger(snakemake.log[0], job=snakemake)
 p, inp = snakemake.params, snakemake.input
 info = dwi.DwiInfo.from_json(inp.info)
 plan = dwi.check_tracking(info, p.tracking["algorithm"], p.tracking.get("lmax"), act=p.tracking["act"],

@@ -6,7 +6,7 @@ import numpy as np
 from sfc import fmriprep, func, io, registration
 from sfc.logs import script_logger
 
-log = script_logger(snakemake.log[0])
+log = script_logger(snakemake.log[0], job=snakemake)
 params, inp, out = snakemake.params, snakemake.input, snakemake.output
 settings = func.DenoiseSettings.from_config(params.func)
 mask = None

@@ -10,7 +10,7 @@ import pandas as pd  # noqa: E402
 from sfc import func, io  # noqa: E402
 from sfc.logs import script_logger  # noqa: E402
 
-log = script_logger(snakemake.log[0])
+log = script_logger(snakemake.log[0], job=snakemake)
 params = snakemake.params
 suffix = "0GenericAffine.mat"
 xfm = str(snakemake.output.xfm)

@@ -7,7 +7,7 @@ from sfc import confounds as conf
 from sfc import fmriprep, func, io
 from sfc.logs import script_logger
 
-log = script_logger(snakemake.log[0])
+log = script_logger(snakemake.log[0], job=snakemake)
 params, inp, out = snakemake.params, snakemake.input, snakemake.output
 settings = func.DenoiseSettings.from_config(params.func)
 session = snakemake.wildcards.get("session")

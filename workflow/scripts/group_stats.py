@@ -4,7 +4,7 @@ from sfc import harmonize, io, stats
 from sfc.participants import read_participants
 from sfc.logs import script_logger
 
-log = script_logger(snakemake.log[0])
+log = script_logger(snakemake.log[0], job=snakemake)
 p = snakemake.params
 labels = io.read_labels(snakemake.input.labels)
 sfc = stats.read_group_table(snakemake.input.sfc)

@@ -8,7 +8,7 @@ from pathlib import Path
 from sfc import report
 from sfc.logs import script_logger
 
-log = script_logger(snakemake.log[0])
+log = script_logger(snakemake.log[0], job=snakemake)
 p = snakemake.params
 spec = report.ReportSpec(
     output_dir=str(Path(snakemake.output.html).parent), participants=snakemake.input.participants, atlases=list(p.atlases),

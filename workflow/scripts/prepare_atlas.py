@@ -3,7 +3,7 @@
 from sfc import atlases
 from sfc.logs import script_logger
 
-log = script_logger(snakemake.log[0])
+log = script_logger(snakemake.log[0], job=snakemake)
 atlas = snakemake.wildcards.atlas
 prepared = atlases.prepare_atlas(
     atlas,

@@ -6,7 +6,7 @@ from sfc.simulate import PRESETS
 from sfc.simulate.connectome import ATLASES, Effects
 from sfc.simulate.images import preset_image_params, simulate_bids_cohort
 
-log = script_logger(snakemake.log[0])
+log = script_logger(snakemake.log[0], job=snakemake)
 demo = snakemake.params.demo
 # The generator reads the atlases without downloading: fetch and verify them first. Whether and
 # from where they are downloaded changes nothing in the cohort, so these are not params (a

@@ -9,7 +9,7 @@ import pandas as pd
 from sfc.io import write_tsv
 from sfc.logs import script_logger
 
-log = script_logger(snakemake.log[0])
+log = script_logger(snakemake.log[0], job=snakemake)
 columns = ["participant_id", "session", "reason"] if snakemake.params.has_sessions else ["participant_id", "reason"]
 rows = list(snakemake.params.records)
 for path in snakemake.input.qc:

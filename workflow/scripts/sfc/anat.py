@@ -36,7 +36,7 @@ import numpy as np
 import yaml
 
 from . import fetch, mrtrix, registration
-from .errors import InputError
+from .errors import InputError, SetupError
 
 logger = logging.getLogger("sfc.anat")
 
@@ -122,7 +122,7 @@ def load_template(template_dir=None, *, download: bool = False, mirror=None) -> 
         d = Path(template_dir)
         head = d / FSL_HEAD
         if not head.is_file():
-            raise InputError(head, "FSL MNI152 2 mm template not found",
+            raise SetupError(head, "FSL MNI152 2 mm template not found",
                              "put MNI152_T1_2mm.nii.gz (and MNI152_T1_1mm_brain.nii.gz) in anat.template_dir, "
                              "or leave anat.template_dir empty to use nilearn's MNI152 2009 template")
         image = ants.image_read(str(head))
@@ -134,7 +134,7 @@ def load_template(template_dir=None, *, download: bool = False, mirror=None) -> 
             mask = ants.resample_image_to_target(binary, image, interp_type="linear")
             mask = mask.new_image_like((mask.numpy() >= 0.5).astype("float32"))
         else:
-            raise InputError(d, "no brain mask next to the template",
+            raise SetupError(d, "no brain mask next to the template",
                              f"add {FSL_BRAIN_1MM} or {FSL_MASK_2MM} to anat.template_dir")
         return Template(image=image, mask=mask, space="MNI152NLin6Asym", source=str(head), is_head=True)
     from nilearn import datasets
@@ -297,7 +297,7 @@ def five_tt(t1, t1_brain, mask, out_5tt, *, use_fsl="auto", seed: int = 42, log=
     import tempfile
 
     if use_fsl is True and not fsl_available():
-        raise InputError(t1, "anat.use_fsl is true but FSL's fast and run_first_all are not on PATH, so "
+        raise SetupError(t1, "anat.use_fsl is true but FSL's fast and run_first_all are not on PATH, so "
                          "5ttgen fsl cannot make the 5TT image",
                          "install FSL (and set FSLDIR), or set anat.use_fsl: auto to accept the antspyx k-means "
                          "5TT (no subcortical grey matter) where FSL is missing")

@@ -20,7 +20,7 @@ import pandas as pd
 
 from .errors import InputError
 from .io import ScanProblem, checked_header, repetition_time_problem
-from .participants import read_participants
+from .participants import read_participants, read_sessions, sessions_header, sessions_path
 
 LABEL = re.compile(r"^[A-Za-z0-9]+$")
 NIFTI = (".nii.gz", ".nii")
@@ -63,6 +63,8 @@ class Discovery:
     # sessions present but not analysed under the config's `sessions` choice: (participant_id, session)
     not_selected: list = field(default_factory=list)
     sessions: str = "first"
+    # configured columns (covariates, scales, site) that sub-<s>_sessions.tsv tables give per session
+    session_columns: list = field(default_factory=list)
 
     @property
     def subjects(self) -> list[str]:
@@ -287,10 +289,14 @@ def discover(bids_dir, participants_file=None, group_column: str = "group", grou
     if not os.path.isdir(bids_dir):
         raise InputError(bids_dir, "the BIDS folder does not exist",
                          "set the config key bids_dir to your BIDS dataset (or run the demo with `make demo`)")
-    participants = read_participants(participants_file or os.path.join(bids_dir, "participants.tsv"),
-                                     group_column, groups, columns)
-    result = Discovery(participants=participants, sessions=sessions)
     subject_dirs = sorted(e.name for e in os.scandir(bids_dir) if e.is_dir() and e.name.startswith("sub-"))
+    # configured columns measured per session (age at the scan, the visit's symptom scale)
+    in_sessions = {c for name in subject_dirs
+                   for c in sessions_header(sessions_path(bids_dir, name[4:]))} & set(columns)
+    participants = read_participants(participants_file or os.path.join(bids_dir, "participants.tsv"),
+                                     group_column, groups, columns, session_columns=in_sessions)
+    result = Discovery(participants=participants, sessions=sessions,
+                       session_columns=sorted(in_sessions))
     units = []
     for name in subject_dirs:
         subject = name[4:]
@@ -323,6 +329,11 @@ def discover(bids_dir, participants_file=None, group_column: str = "group", grou
                                                          result.notes)
         except _Exclude as why:
             result.excluded.append({"participant_id": pid, "session": session, "reason": str(why)})
+    if result.session_columns and result.has_sessions:
+        # read (and so check) every analysed unit's sessions.tsv now, before any job starts
+        for subject in sorted({s for s, _ in result.kept}):
+            if os.path.isfile(sessions_path(bids_dir, subject)):
+                read_sessions(sessions_path(bids_dir, subject))
     for pid in participants.index:
         if pid not in on_disk:
             result.excluded.append({"participant_id": pid, "session": None,

@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from . import mrtrix
-from .errors import InputError
+from .errors import InputError, SetupError
 
 logger = logging.getLogger("sfc.dwi")
 
@@ -402,20 +402,20 @@ def check_tracking(info: DwiInfo, algorithm: str = "iFOD2", lmax: int | None = N
         Naming the DWI, what the data cannot support and what to configure instead.
     """
     if algorithm not in ALGORITHMS:
-        raise InputError(None, f"tractography algorithm '{algorithm}' is not one of {', '.join(ALGORITHMS)}",
+        raise SetupError(None, f"tractography algorithm '{algorithm}' is not one of {', '.join(ALGORITHMS)}",
                          "set dwi.tracking.algorithm to one of them")
     if response not in RESPONSES:
-        raise InputError(None, f"response algorithm '{response}' is not one of {', '.join(RESPONSES)}",
+        raise SetupError(None, f"response algorithm '{response}' is not one of {', '.join(RESPONSES)}",
                          "set dwi.response to auto, tournier, dhollander or fa")
     if seeding not in SEEDING:
-        raise InputError(None, f"seeding '{seeding}' is not one of {', '.join(SEEDING)}",
+        raise SetupError(None, f"seeding '{seeding}' is not one of {', '.join(SEEDING)}",
                          "set dwi.tracking.seeding to dynamic, gmwmi or mask")
     if seeding == "gmwmi" and not act:
-        raise InputError(None, "GM-WM interface seeding needs the 5TT image of ACT",
+        raise SetupError(None, "GM-WM interface seeding needs the 5TT image of ACT",
                          "set dwi.tracking.act: true, or seeding: dynamic")
     bad = set(weights) - set(WEIGHTS)
     if bad:
-        raise InputError(None, f"unknown SC weight(s) {sorted(bad)}", f"use any of {', '.join(WEIGHTS)}")
+        raise SetupError(None, f"unknown SC weight(s) {sorted(bad)}", f"use any of {', '.join(WEIGHTS)}")
     possible = max_lmax(info.min_directions)
     tensor = algorithm in TENSOR_ALGORITHMS
     needs_fod = (not tensor) or "sift2" in weights
@@ -428,7 +428,7 @@ def check_tracking(info: DwiInfo, algorithm: str = "iFOD2", lmax: int | None = N
                              "spherical deconvolution (lmax 2 needs 6)", "use tensor tracking (Tensor_Det)")
         want = possible if lmax is None else int(lmax)
         if want % 2 or want < 2:
-            raise InputError(None, f"lmax must be an even number >= 2, got {lmax}", "set dwi.lmax to 2, 4, 6 or 8")
+            raise SetupError(None, f"lmax must be an even number >= 2, got {lmax}", "set dwi.lmax to 2, 4, 6 or 8")
         if want > possible:
             shell = min(info.n_directions, key=info.n_directions.get)
             raise InputError(info.path, f"{info.min_directions} diffusion directions at b={shell:g} support "
@@ -503,7 +503,7 @@ def fslpreproc(in_mif, out_mif, *, enabled="auto", pe_dir: str = "j", readout_ti
     eddy = next((e for e in ("eddy", "eddy_openmp", "eddy_cpu", "eddy_cuda") if mrtrix.have(e)), None)
     available = eddy is not None and mrtrix.have("dwifslpreproc")
     if enabled is True and not available:
-        raise InputError(source, "dwi.eddy is true, but FSL's eddy (eddy, eddy_openmp, eddy_cpu or eddy_cuda) "
+        raise SetupError(source, "dwi.eddy is true, but FSL's eddy (eddy, eddy_openmp, eddy_cpu or eddy_cuda) "
                          "or dwifslpreproc is not on PATH",
                          "install FSL (or load its module) where the jobs run, or set dwi.eddy: auto to "
                          "continue without eddy-current/motion correction where it is missing")

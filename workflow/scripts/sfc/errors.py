@@ -27,3 +27,12 @@ class InputError(Exception):
     def __str__(self) -> str:
         where = f"{self.path}: " if self.path else ""
         return f"{where}{self.problem}. Fix: {self.fix}."
+
+
+class SetupError(InputError):
+    """Bad setup rather than bad data: a missing tool or template, a config value.
+
+    It would stop every subject alike, so a per-subject job ending on one is not recorded as
+    that subject's failure (sfc.failures): the group stage waits until the setup is fixed
+    instead of going on without everyone.
+    """

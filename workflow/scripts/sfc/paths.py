@@ -103,6 +103,18 @@ def qc_dir(output_dir, subject, session=None) -> str:
     return _join(output_dir, entity_dir(subject, session), "qc")
 
 
+# --- recorded failures ------------------------------------------------------------------
+
+def failure_dir(output_dir) -> str:
+    """``logs/failed``: one record per per-subject job that stopped on its subject's input."""
+    return _join(output_dir, "logs", "failed")
+
+
+def failure_record(output_dir, subject, session, rule: str) -> str:
+    """``logs/failed/sub-<s>[_ses-<t>]_rule-<rule>.json`` (sfc.failures)."""
+    return _join(failure_dir(output_dir), f"{unit_id(subject, session)}_rule-{rule}.json")
+
+
 # --- group -------------------------------------------------------------------------------
 
 def group_file(output_dir, name: str) -> str:
@@ -123,6 +135,11 @@ def coupling_listing(output_dir, atlas, method) -> str:
     return group_file(output_dir, f"coupling/atlas-{atlas}_desc-{method}_tables.tsv")
 
 
+def sidecar(table_path) -> str:
+    """The JSON sidecar describing a ``.tsv`` table's columns (BIDS): same name, ``.json``."""
+    return str(table_path).removesuffix(".tsv") + ".json"
+
+
 def group_stats(output_dir, atlas, method) -> str:
     return group_file(output_dir, f"atlas-{atlas}_desc-{method}_groupstats.tsv")
 
@@ -133,6 +150,12 @@ def group_clinical(output_dir, atlas, method) -> str:
 
 def classification(output_dir) -> str:
     return group_file(output_dir, "classification.tsv")
+
+
+def session_participants(output_dir) -> str:
+    """``group/participants.tsv``: participants.tsv with each participant's values at the analysed
+    session, for datasets whose sub-<s>_sessions.tsv give configured columns."""
+    return group_file(output_dir, "participants.tsv")
 
 
 def excluded(output_dir) -> str:
