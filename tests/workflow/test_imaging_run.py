@@ -41,7 +41,6 @@ pytestmark = [
 ]
 
 N_PER_GROUP = {"TRD": 3, "nTRD": 3, "HC": 2}
-BROKEN = ("901", "902")
 ATLASES = ("BNA246", "HOA")
 # profiles/local's scheduling keys (greedy, re-planning every 2 s instead of every second while
 # the cores are busy), read from the profile so the two cannot drift; the profile itself is not
@@ -91,6 +90,12 @@ SC_RHO_MIN = {"BNA246": 0.3, "HOA": 0.5}
 MOTION_R_MIN = 0.85
 FC_RHO_MIN = {"BNA246": 0.1, "HOA": 0.2}
 JOB = re.compile(r"^(?:local)?rule (\w+):\n((?:    .*\n?)*)", re.M)
+
+
+def _jobs_of(text: str, subject: str) -> list[tuple[str, str]]:
+    """(rule, subject) of every job of ``subject`` that Snakemake's output lists."""
+    return [(rule, subject) for rule, body in JOB.findall(text)
+            if re.search(rf"^    wildcards: .*subject={subject}\b", body, re.M)]
 
 
 def dry_run_jobs(workdir: Path, *extra) -> list[tuple[str, str | None]]:
@@ -181,14 +186,21 @@ def copy_subject(bids: Path, donor: str, new_ids) -> None:
     pd.concat([table, *rows]).to_csv(bids / "participants.tsv", sep="\t", index=False)
 
 
-def add_broken_subjects(bids: Path, donor: str) -> None:
-    """Two copies of a good subject with the faults a real cohort has.
+def add_subject_without_tr(bids: Path, donor: str) -> None:
+    """``sub-902``, a copy of a good subject whose BOLD sidecar lacks RepetitionTime: left out
+    at discovery, listed in group/excluded.tsv."""
+    copy_subject(bids, donor, ["902"])
+    sidecar = bids / "sub-902" / "func" / "sub-902_task-rest_bold.json"
+    meta = json.loads(sidecar.read_text())
+    del meta["RepetitionTime"]
+    sidecar.write_text(json.dumps(meta))
 
-    ``sub-901``: a DWI volume of NaNs and a 3-D BOLD (its jobs must fail with messages
-    naming the files); ``sub-902``: a BOLD sidecar without RepetitionTime (left out at
-    discovery, listed in group/excluded.tsv).
-    """
-    copy_subject(bids, donor, BROKEN)
+
+def add_broken_subject(bids: Path, donor: str) -> None:
+    """``sub-901``, a copy of a good subject with a DWI volume of NaNs and a 3-D BOLD: faults
+    found only while the subject is processed (its jobs must fail with messages naming the
+    files)."""
+    copy_subject(bids, donor, ["901"])
     dwi = bids / "sub-901" / "dwi" / "sub-901_dwi.nii.gz"
     img = nib.load(dwi)
     data = np.asanyarray(img.dataobj).astype(np.float32)
@@ -197,10 +209,6 @@ def add_broken_subjects(bids: Path, donor: str) -> None:
     bold = bids / "sub-901" / "func" / "sub-901_task-rest_bold.nii.gz"
     img = nib.load(bold)
     nib.save(nib.Nifti1Image(np.asanyarray(img.dataobj)[..., 0], img.affine), bold)
-    sidecar = bids / "sub-902" / "func" / "sub-902_task-rest_bold.json"
-    meta = json.loads(sidecar.read_text())
-    del meta["RepetitionTime"]
-    sidecar.write_text(json.dumps(meta))
 
 
 @pytest.fixture(scope="module")
@@ -210,11 +218,17 @@ def imaging_run(tmp_path_factory, atlas_dir):
     1. Run with ``--keep-going``; SIGKILL the whole run (scheduler and jobs, as a node
        failure would) once one subject's connectome is finished and a long imaging job
        is in flight.
-    2. Snakemake refuses to go on without ``--rerun-incomplete``; resume with it. The
-       broken subject's jobs fail (and are recorded, sfc.failures); every good subject
-       finishes.
-    3. The same command again, as the end of that run says: the group stage runs without
-       the broken subject, which group/excluded.tsv lists with its jobs' messages.
+    2. Snakemake refuses to go on without ``--rerun-incomplete``; resume with it: every
+       subject finishes (sub-902, without a TR, was left out at discovery).
+    3. A subject whose faults show only while it is processed is added: with
+       ``--keep-going`` its jobs fail (and are recorded, sfc.failures), and the run ends
+       saying how to go on.
+    4. The same command again: the group stage runs without the broken subject, which
+       group/excluded.tsv lists with its jobs' messages.
+
+    (The broken subject comes after the kill: a subject whose job failed in the killed
+    run would already be left out of the resumed one, so which of its jobs had failed
+    would depend on when the kill came.)
     """
     from sfc.simulate.images import preset_image_params, simulate_bids_cohort
 
@@ -222,8 +236,7 @@ def imaging_run(tmp_path_factory, atlas_dir):
     work.mkdir()
     cohort = simulate_bids_cohort(work / "bids", work / "truth", atlas_dir=atlas_dir, n_per_group=N_PER_GROUP,
                                   seed=11, image_params=preset_image_params("demo"), n_jobs=2)
-    add_broken_subjects(work / "bids", cohort.subjects[0])
-    dataset_before = dataset_files(work / "bids")
+    add_subject_without_tr(work / "bids", cohort.subjects[0])
     config = work / "config.yaml"
     config.write_text(yaml.safe_dump(CONFIG))
     log_path = work / "killed_run.log"
@@ -264,18 +277,21 @@ def imaging_run(tmp_path_factory, atlas_dir):
     assert unlocked.returncode == 0, (unlocked.stdout + unlocked.stderr)[-2000:]
     resumed = run_snakemake("--cores", "2", "--keep-going", "--rerun-incomplete", *SCHEDULING, "--configfile", config,
                             workdir=work, timeout=3600)
-    good = [s for s in cohort.subjects]
-    unfinished = [f for s in good for a in ATLASES
+    unfinished = [f for s in cohort.subjects for a in ATLASES
                   for f in (paths.sc_matrix(work / "results", s, None, a, "count"),
                             paths.fc_matrix(work / "results", s, None, a)) if not Path(f).is_file()]
+    add_broken_subject(work / "bids", cohort.subjects[0])
+    dataset_before = dataset_files(work / "bids")
+    broken = run_snakemake("--cores", "2", "--keep-going", *SCHEDULING, "--configfile", config, workdir=work,
+                           timeout=3600)
     again = run_snakemake("--cores", "2", "--keep-going", "--rerun-incomplete", *SCHEDULING, "--configfile", config,
                           workdir=work, timeout=3600)
     seconds = time.perf_counter() - start
     assert again.returncode == 0, (again.stdout + again.stderr)[-4000:]
-    print(f"\nimaging run of {sum(N_PER_GROUP.values())} + {len(BROKEN)} subjects "
-          f"(killed once, resumed, run again): {seconds:.0f} s")
+    print(f"\nimaging run of {sum(N_PER_GROUP.values())} + 2 broken subjects "
+          f"(killed once, resumed, broken subject added, run again): {seconds:.0f} s")
     return dict(work=work, cohort=cohort, before_kill=before, killed_while=killed_while, refused=refused,
-                incomplete=incomplete, resumed=resumed, unfinished=unfinished, again=again,
+                incomplete=incomplete, resumed=resumed, unfinished=unfinished, broken=broken, again=again,
                 dataset_before=dataset_before)
 
 
@@ -289,6 +305,9 @@ def copy_project(imaging_run, tmp_path) -> Path:
 # --- (e) killed mid-way, resumed ----------------------------------------------------------------------------
 
 def test_killed_run_resumes_and_loses_no_finished_subject(imaging_run):
+    resumed = imaging_run["resumed"]
+    assert resumed.returncode == 0, (resumed.stdout + resumed.stderr)[-3000:]
+    assert imaging_run["unfinished"] == []
     refused = imaging_run["refused"]
     assert refused.returncode != 0 and "incomplete" in (refused.stdout + refused.stderr).lower()
     assert imaging_run["incomplete"], "Snakemake named no incomplete output after the kill"
@@ -325,9 +344,9 @@ def failed_jobs(text: str) -> set[tuple[str, str | None]]:
 
 
 def test_broken_subject_fails_only_its_own_jobs_with_messages_naming_the_files(imaging_run):
-    resumed = imaging_run["resumed"]
-    text = resumed.stdout + resumed.stderr
-    assert resumed.returncode != 0
+    broken = imaging_run["broken"]
+    text = broken.stdout + broken.stderr
+    assert broken.returncode != 0
     assert failed_jobs(text) == {("dwi_preprocess", "901"), ("func_preprocess", "901")}, text[-3000:]
     assert "Traceback" not in text
     logs = imaging_run["work"] / "results" / "logs" / "sub-901"
@@ -337,8 +356,8 @@ def test_broken_subject_fails_only_its_own_jobs_with_messages_naming_the_files(i
     assert "sub-901_task-rest_bold.nii.gz" in func_log and "3-D" in func_log and "Fix:" in func_log
     # the same messages reach the user's terminal
     assert "sub-901_dwi.nii.gz" in text and "sub-901_task-rest_bold.nii.gz" in text
-    # every good subject finished its connectomes in that same run
-    assert imaging_run["unfinished"] == []
+    # its T1w jobs, which have nothing wrong, ran
+    assert {"anat_preprocess", "anat_5tt", "anat_atlas"} <= {rule for rule, _ in _jobs_of(text, "901")}
     # and the run's last words say how to finish the group stage
     assert "sub-901" in text and "Run the same command again" in text
 
