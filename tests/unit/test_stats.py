@@ -91,6 +91,64 @@ def test_ancova_matches_statsmodels_region_by_region_with_missing_values():
     np.testing.assert_allclose(got["p_fdr"], multipletests(got["p"], method="fdr_bh")[1])
 
 
+def test_effect_sizes_match_statsmodels_and_their_intervals_invert_the_noncentral_tests():
+    """eta2p = SS_group / (SS_group + SS_residual) of statsmodels' type II ANOVA; d = the
+    contrast of adjusted means over sqrt(MSE) of the same fit; each CI bound is the
+    noncentrality at which the observed statistic sits at the 97.5th or 2.5th percentile."""
+    from scipy.optimize import brentq
+
+    rng = np.random.default_rng(5)
+    part, sfc = cohort(rng, nan_cells=10)
+    cov = ["age", "sex"]
+    got = stats.ancova(sfc, part, "group", GROUPS, cov)
+    for k, region in enumerate(sfc.columns[1:4]):
+        data = part.assign(y=sfc[region].to_numpy()).dropna(subset=["y"])
+        fit = smf.ols("y ~ C(group, Treatment('TRD')) + age + C(sex)", data=data).fit()
+        table = anova_lm(fit, typ=2)
+        ss_group, ss_error = table.loc["C(group, Treatment('TRD'))", "sum_sq"], table.loc["Residual", "sum_sq"]
+        assert got.loc[k, "eta2p"] == pytest.approx(ss_group / (ss_group + ss_error), rel=1e-8)
+        diff = -fit.params["C(group, Treatment('TRD'))[T.nTRD]"]           # TRD minus nTRD, adjusted
+        assert got.loc[k, "d_TRD_vs_nTRD"] == pytest.approx(diff / np.sqrt(fit.scale), rel=1e-8)
+        assert got.loc[k, "mean_TRD"] - got.loc[k, "mean_nTRD"] == pytest.approx(diff, rel=1e-8)
+        # the interval of eta2p, from the noncentral F at the observed F
+        f, df1, df2 = got.loc[k, "F"], 2, fit.df_resid
+        for bound, q in (("eta2p_ci_low", 0.975), ("eta2p_ci_high", 0.025)):
+            if scipy.stats.f.cdf(f, df1, df2) <= q:
+                assert got.loc[k, bound] == 0
+                continue
+            lam = brentq(lambda x: scipy.stats.ncf.cdf(f, df1, df2, x) - q, 0, 1000)
+            assert got.loc[k, bound] == pytest.approx(lam / (lam + df1 + df2 + 1), rel=1e-5, abs=1e-9)
+        assert got.loc[k, "eta2p_ci_low"] <= got.loc[k, "eta2p"] <= got.loc[k, "eta2p_ci_high"]
+        # the interval of d, from the noncentral t of the contrast
+        t = got.loc[k, "t_TRD_vs_nTRD"]
+        scale = got.loc[k, "d_TRD_vs_nTRD"] / t
+        for bound, q in (("d_TRD_vs_nTRD_ci_low", 0.975), ("d_TRD_vs_nTRD_ci_high", 0.025)):
+            ncp = brentq(lambda x: scipy.stats.nct.cdf(t, df2, x) - q, t - 20, t + 20)
+            assert got.loc[k, bound] == pytest.approx(ncp * scale, rel=1e-6)
+
+
+def test_sidecars_describe_every_column_and_name_each_correction_family():
+    rng = np.random.default_rng(6)
+    part, sfc = cohort(rng)
+    table = stats.ancova(sfc, part, "group", GROUPS, ["age"])
+    doc = stats.groupstats_sidecar(table, GROUPS, ["age"], "site")
+    assert set(doc) - {"Description"} == set(table.columns) - {"index", "name"}
+    assert "over the 12 regions" in doc["p_fdr"]["Description"] and "Family" in doc["p_fdr_TRD_vs_HC"]["Description"]
+    assert "ComBat" in doc["Description"] and "age" in doc["Description"]
+    clin = stats.clinical_correlations(sfc, part, "group", ["TRD"], ["bsi"], ["age"])
+    doc = stats.clinical_sidecar(clin, ["age"])
+    assert {"r", "p", "p_fdr", "r_ci_low", "r_ci_high"} <= set(doc) and "patient group" in doc["p_fdr"]["Description"]
+
+
+def test_fisher_interval_of_a_correlation():
+    low, high = stats.fisher_ci(np.array([0.5, np.nan]), np.array([30, 30]))
+    assert (low[0], high[0]) == pytest.approx((0.1704, 0.7290), abs=1e-4)   # r = .5, n = 30: z .549 -/+ 1.96 / sqrt(27)
+    assert np.isnan(low[1]) and np.isnan(high[1])
+    # a partial correlation loses one degree of freedom per covariate
+    low_q, high_q = stats.fisher_ci(np.array([0.5]), np.array([30]), n_covariates=3)
+    assert low_q[0] < low[0] and high_q[0] > high[0]
+
+
 def test_ancova_finds_the_planted_group_differences():
     rng = np.random.default_rng(2)
     part, sfc = cohort(rng, n=150)
@@ -155,7 +213,9 @@ def test_clinical_correlations_within_group_find_a_planted_correlation():
     sfc.loc[ntrd, "R3"] += 0.02 * part.loc[ntrd, "bsi"]
     part.loc[5, "bsi"] = np.nan
     got = stats.clinical_correlations(sfc, part, "group", ["TRD", "nTRD"], ["bsi"], ["age", "sex"])
-    assert list(got.columns) == ["group", "index", "name", "scale", "r", "p", "p_fdr", "n", "method"]
+    assert list(got.columns) == ["group", "index", "name", "scale", "r", "p", "p_fdr", "n", "method", "r_ci_low",
+                                 "r_ci_high"]
+    assert (got["r_ci_low"] < got["r"]).all() and (got["r"] < got["r_ci_high"]).all()
     assert set(got["method"]) == {"pearson", "spearman"}
     hit = got[(got.group == "nTRD") & (got.name == "R3")]
     assert (hit["p_fdr"] < 0.001).all() and (hit["r"] > 0.4).all()
@@ -382,3 +442,12 @@ def test_null_cohort_has_no_fdr_significant_regions(null_study):
     clin = stats.clinical_correlations(out["BNA246"]["sfc"], part, "group", ["TRD", "nTRD"], ["bsi", "hamd24_pre"],
                                        COVARIATES, out["BNA246"]["labels"])
     assert (clin["p_fdr"] < 0.05).sum() <= 1
+
+
+def test_sdi_group_values_are_log2_of_the_ratios_and_a_ratio_not_above_zero_is_named():
+    table = pd.DataFrame({"participant_id": ["sub-01", "sub-02"], "R1": [2.0, 0.5], "R2": [1.0, np.nan]})
+    out = stats.log2_values(table)
+    assert out["R1"].tolist() == [1.0, -1.0] and out["R2"].iloc[0] == 0.0 and np.isnan(out["R2"].iloc[1])
+    assert table["R1"].tolist() == [2.0, 0.5]                     # the input table is not changed
+    with pytest.raises(ValueError, match="sub-02, R1: SDI 0 is not > 0"):
+        stats.log2_values(table.assign(R1=[2.0, 0.0]))

@@ -29,7 +29,7 @@ def run_group_stage(tmp_path, name, dirs, participants, atlas_dir, **extra):
         "input": "connectomes", "connectomes_dirs": [str(d) for d in dirs], "participants": str(participants),
         "output_dir": str(tmp_path / name), "atlas_dir": str(atlas_dir),
         "coupling": {"methods": ["spearman", "communication"], "min_neighbours": 5, "path_transform": "inv",
-                     "distance": {}, "sdi_log2": False},
+                     "distance": {}},
         "classification": {"modes": ["nested"], "n_permutations": 0, "n_repeats": 1},
     }))
     result = run_snakemake("--cores", "2", "--configfile", config, workdir=tmp_path / f"work_{name}", timeout=900)

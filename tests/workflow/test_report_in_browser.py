@@ -45,8 +45,7 @@ def run(tmp_path_factory, atlas_dir):
     config.write_text(yaml.safe_dump({
         "input": "connectomes", "connectomes_dirs": [str(cohort.out_dir)],
         "participants": str(cohort.participants_tsv), "output_dir": str(base / "out"), "atlas_dir": str(atlas_dir),
-        "coupling": {"methods": ["spearman"], "min_neighbours": 5, "path_transform": "inv", "distance": {},
-                     "sdi_log2": False},
+        "coupling": {"methods": ["spearman"], "min_neighbours": 5, "path_transform": "inv", "distance": {}},
         # cheap classification: two models, one repeat, few permutations and bootstrap resamples
         "classification": {"modes": ["nested"], "models": ["logreg_l2", "svm_linear"], "n_repeats": 1,
                            "n_permutations": 10, "n_bootstrap": 200},

@@ -85,7 +85,7 @@ def test_slurm_run_equals_local_run(cluster, tmp_path, atlas_dir):
         "input": "connectomes", "connectomes_dirs": [str(cohort.out_dir)],
         "participants": str(cohort.participants_tsv), "atlas_dir": str(atlas_dir),
         "coupling": {"methods": ["spearman", "communication"], "min_neighbours": 5, "path_transform": "inv",
-                     "distance": {}, "sdi_log2": False},
+                     "distance": {}},
         "classification": {"modes": ["nested"], "n_permutations": 0, "n_repeats": 1,
                            "models": ["logreg_l2"], "n_bootstrap": 200},
     }))

@@ -73,6 +73,5 @@ if UNITS:
             min_neighbours=config["coupling"]["min_neighbours"],
             path_transform=config["coupling"]["path_transform"],
             distance=lambda w: config["coupling"]["distance"].get(w.atlas),
-            sdi_log2=config["coupling"]["sdi_log2"],
         script:
             "../scripts/compute_coupling.py"

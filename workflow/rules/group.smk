@@ -28,6 +28,8 @@ rule assemble_group_sfc:
         **sized_by_units(per_unit_mb=0.1, per_unit_s=0.05, base_mb=500),
     params:
         participant_ids=UNIT_IDS,
+        # SDI, a ratio of energies, is right-skewed: the fits take log2(SDI) (0: balanced)
+        log2=lambda w: w.method == "sdi" and STATS["sdi_log2"],
     script:
         "../scripts/assemble_group_sfc.py"
 
@@ -72,7 +74,8 @@ rule group_stats:
         participants=GROUP_PARTICIPANTS,
         labels=paths.atlas_labels(OUT, "{atlas}"),
     output:
-        paths.group_stats(OUT, "{atlas}", "{method}"),
+        table=paths.group_stats(OUT, "{atlas}", "{method}"),
+        sidecar=paths.sidecar(paths.group_stats(OUT, "{atlas}", "{method}")),
     log:
         f"{LOGS}/group/stats_atlas-{{atlas}}_desc-{{method}}.log",
     benchmark:
@@ -102,7 +105,8 @@ rule clinical_correlations:
         labels=paths.atlas_labels(OUT, "{atlas}"),
         groupstats=paths.group_stats(OUT, "{atlas}", "{method}"),
     output:
-        paths.group_clinical(OUT, "{atlas}", "{method}"),
+        table=paths.group_clinical(OUT, "{atlas}", "{method}"),
+        sidecar=paths.sidecar(paths.group_clinical(OUT, "{atlas}", "{method}")),
     log:
         f"{LOGS}/group/clinical_atlas-{{atlas}}_desc-{{method}}.log",
     benchmark:

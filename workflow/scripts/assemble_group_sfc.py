@@ -22,6 +22,9 @@ folder = os.path.dirname(snakemake.input.listing)  # the listing's paths are rel
 pairs = [(pid, os.path.join(folder, table)) for pid, table in zip(listing["participant_id"], listing["path"])
          if pid not in drop]
 table = stats.assemble([p for p, _ in pairs], [t for _, t in pairs], labels)
+if snakemake.params.log2:
+    table = stats.log2_values(table)
+    log.info("log2 of the ratios (stats.sdi_log2)")
 io.write_tsv(snakemake.output[0], table)
 log.info("%d subjects x %d regions -> %s (%d left out by exclusions)", len(table), len(labels),
          snakemake.output[0], len(snakemake.params.participant_ids) - len(pairs))

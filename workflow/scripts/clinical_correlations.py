@@ -24,5 +24,6 @@ if p.regions == "significant":
     log.info("testing the %d regions with group-comparison p_fdr < %g", len(regions), p.alpha)
 table = stats.clinical_correlations(sfc, participants, p.group_column, p.patient_groups, p.scales, p.covariates,
                                     labels, regions=regions, methods=p.methods)
-io.write_tsv(snakemake.output[0], table)
+io.write_tsv(snakemake.output.table, table)
+io.write_json(snakemake.output.sidecar, stats.clinical_sidecar(table, p.covariates, site))
 log.info("%d tests, %d with p_fdr < %g", len(table), int((table["p_fdr"] < p.alpha).sum()), p.alpha)

@@ -26,7 +26,7 @@ for pid in ids:
 result = coupling.compute_units(
     params.method, ids, excluded, labels, snakemake.input.sc, snakemake.input.fc, snakemake.input.timeseries,
     image=snakemake.input.image or None, min_neighbours=params.min_neighbours,
-    path_transform=params.path_transform, distance=params.distance, sdi_log2=params.sdi_log2,
+    path_transform=params.path_transform, distance=params.distance,
     threads=max(1, int(snakemake.threads)),
 )
 values = result.values[result.kept]

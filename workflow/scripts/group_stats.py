@@ -14,4 +14,5 @@ participants = read_participants(snakemake.input.participants, p.group_column, p
 info = stats.merge_participants(sfc, participants, p.group_column, p.groups, columns)
 sfc = harmonize.harmonize_table(sfc.loc[info.index], info, site, p.group_column, p.covariates)
 table = stats.ancova(sfc, participants, p.group_column, p.groups, p.covariates, labels)
-io.write_tsv(snakemake.output[0], table)
+io.write_tsv(snakemake.output.table, table)
+io.write_json(snakemake.output.sidecar, stats.groupstats_sidecar(table, p.groups, p.covariates, site))

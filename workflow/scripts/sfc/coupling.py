@@ -998,7 +998,7 @@ class GroupCoupling:
 
 def compute_units(method: str, ids, excluded: dict, labels: pd.DataFrame, sc_paths, fc_paths=(),
                   timeseries_paths=(), *, image=None, min_neighbours: int = 3, path_transform: str = "inv",
-                  distance=None, sdi_log2: bool = False, threads: int = 1) -> GroupCoupling:
+                  distance=None, threads: int = 1) -> GroupCoupling:
     """One coupling method over a group's units, leaving the excluded ones out of everything.
 
     Parameters
@@ -1014,8 +1014,9 @@ def compute_units(method: str, ids, excluded: dict, labels: pd.DataFrame, sc_pat
         The atlas label table (matrix order).
     sc_paths, fc_paths, timeseries_paths : lists of paths, one per unit
         FC for spearman and communication, time series for sdi.
-    image, distance, path_transform, min_neighbours, sdi_log2, threads
-        Method options (config ``coupling``).
+    image, distance, path_transform, min_neighbours, threads
+        Method options (config ``coupling``). SDI comes as the ratio; the group tables take
+        its log2 (:func:`sfc.stats.log2_values`, config ``stats.sdi_log2``).
     """
     ids = list(ids)
     n = len(labels)
@@ -1042,7 +1043,7 @@ def compute_units(method: str, ids, excluded: dict, labels: pd.DataFrame, sc_pat
         values = communication(sc, read_checked_fc(), dist, path_transform=path_transform)
     elif method == "sdi":
         series = [read_timeseries(p, labels, min_volumes=2) for p in pick(timeseries_paths)]
-        values, cutoff = group_sdi(series, group_average_sc(sc), log2=sdi_log2)
+        values, cutoff = group_sdi(series, group_average_sc(sc))
     else:
         raise ValueError(f"unknown coupling method {method!r}; known: {', '.join(METHODS)}")
     everyone = np.full((len(ids), n), np.nan)

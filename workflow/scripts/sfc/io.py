@@ -239,6 +239,14 @@ def write_tsv(path, table: pd.DataFrame) -> None:
     table.to_csv(path, sep="\t", index=False, na_rep="n/a", float_format=MATRIX_FORMAT)
 
 
+def write_json(path, content: dict) -> None:
+    """Write a JSON sidecar (indented, newline-terminated)."""
+    import json
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(content, indent=1) + "\n")
+
+
 def excluded_units(path) -> dict:
     """``{unit ID: reason}`` of group/excluded.tsv (unit IDs as in the group tables).
 

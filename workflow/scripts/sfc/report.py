@@ -454,8 +454,8 @@ def significant_regions(stats: pd.DataFrame, labels: pd.DataFrame | None, groups
     -------
     pandas.DataFrame
         ``name``, label columns (hemisphere, lobe, gyrus, description where the label
-        table has them), ``F``, ``p``, ``p_fdr``, and each pair's ``t`` and ``p_fdr``;
-        sorted by ``p``.
+        table has them), ``F``, ``p``, ``p_fdr``, partial eta squared with its 95% CI, and
+        each pair's ``t``, ``p_fdr`` and adjusted Cohen's d; sorted by ``p``.
     """
     sig = stats[stats["p_fdr"] < alpha].sort_values("p")
     cols = ["name"]
@@ -463,8 +463,9 @@ def significant_regions(stats: pd.DataFrame, labels: pd.DataFrame | None, groups
         extra = [c for c in ("description", "hemisphere", "lobe", "gyrus") if c in labels.columns]
         sig = sig.merge(labels[["name", *extra]], on="name", how="left")
         cols += extra
-    cols += ["F", "p", "p_fdr"]
-    cols += [c for c in stats.columns if c.startswith("t_") or c.startswith("p_fdr_")]
+    cols += ["F", "p", "p_fdr", "eta2p", "eta2p_ci_low", "eta2p_ci_high"]
+    cols += [c for c in stats.columns if c.startswith("t_") or c.startswith("p_fdr_")
+             or (c.startswith("d_") and not c.endswith(("_ci_low", "_ci_high")))]
     return sig[[c for c in cols if c in sig.columns]].reset_index(drop=True)
 
 
@@ -798,7 +799,12 @@ def methods_paragraph(config: dict, methods=None, ran: dict | None = None) -> st
         f"Group differences between {', '.join(c.get('groups', []))} were tested per region with an ANCOVA "
         f"adjusting for {', '.join(c.get('covariates', [])) or 'no covariates'}"
         f"{', after ComBat harmonisation across ' + site if site and s.get('harmonize', True) else ''}, with "
-        f"post hoc pairwise tests; p-values were FDR-corrected (Benjamini-Hochberg, q = {s.get('alpha', 0.05)}).")
+        f"post hoc pairwise tests; p-values were FDR-corrected (Benjamini-Hochberg, q = {s.get('alpha', 0.05)}) "
+        "across regions, separately for the omnibus test and each pair. Effect sizes are partial eta squared and "
+        "covariate-adjusted Cohen's d with 95% confidence intervals (noncentral F and t).")
+    used = methods or c.get("coupling", {}).get("methods", [])
+    if "sdi" in used and s.get("sdi_log2", True):
+        text.append("SDI entered every group analysis as log2(SDI).")
     if c.get("clinical_scales"):
         text.append(f"Within {', '.join(s.get('patient_groups', []))}, SFC was correlated with "
                     f"{', '.join(c['clinical_scales'])} ({', '.join(s.get('clinical_methods', []))}, "

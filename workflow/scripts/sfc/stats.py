@@ -58,6 +58,21 @@ def assemble(subjects, tables, labels: pd.DataFrame, column: str = "sfc") -> pd.
     return out
 
 
+def log2_values(table: pd.DataFrame) -> pd.DataFrame:
+    """A group table's region values as log2 (SDI is a ratio of energies: right-skewed, log2 makes
+    it symmetric about 0, coupled below, decoupled above). A ratio that is not > 0 is an error."""
+    regions = [c for c in table.columns if c != ID]
+    values = table[regions].to_numpy(dtype=float)
+    bad = np.isfinite(values) & (values <= 0)
+    if bad.any():
+        row, col = np.argwhere(bad)[0]
+        raise ValueError(f"{table[ID].iloc[row]}, {regions[col]}: SDI {values[row, col]:g} is not > 0, "
+                         "so it has no log2")
+    out = table.copy()
+    out[regions] = np.log2(values)
+    return out
+
+
 def read_group_table(path) -> pd.DataFrame:
     """Read ``group/atlas-*_desc-*_sfc.tsv`` (``n/a`` = missing)."""
     table = pd.read_csv(path, sep="\t", na_values=["n/a"])
@@ -170,6 +185,90 @@ def _by_missing_pattern(y: np.ndarray):
         yield rows, np.flatnonzero(inverse.ravel() == k)
 
 
+# ---------------------------------------------------------------------------
+# Effect sizes and their confidence intervals
+# ---------------------------------------------------------------------------
+
+CI_LEVEL = 0.95
+
+
+def _invert(cdf, observed: np.ndarray, lo: np.ndarray, hi: np.ndarray, target: float, iters: int = 100):
+    """The noncentrality ``x`` in [lo, hi] with ``cdf(observed, x) = target``, for every element.
+
+    ``cdf`` falls as the noncentrality grows (noncentral t and F), so bisection on all regions
+    at once; 100 halvings narrow any bracket below float resolution.
+    """
+    lo, hi = lo.astype(float).copy(), hi.astype(float).copy()
+    for _ in range(iters):
+        mid = (lo + hi) / 2
+        above = cdf(observed, mid) > target
+        lo = np.where(above, mid, lo)
+        hi = np.where(above, hi, mid)
+    return (lo + hi) / 2
+
+
+def partial_eta_squared_ci(f: np.ndarray, df1, df2, level: float = CI_LEVEL):
+    """Partial eta squared of F tests, with the CI from the noncentral F distribution.
+
+    eta2p = F df1 / (F df1 + df2). The interval inverts the noncentral F at the observed F
+    (Steiger 2004): the noncentrality bounds L with ``ncf.cdf(F, df1, df2, L)`` = 1 - a/2 and
+    a/2, mapped by L / (L + df1 + df2 + 1); a bound with no solution above 0 is 0.
+    """
+    f = np.asarray(f, dtype=float)
+    df1, df2 = np.broadcast_to(df1, f.shape).astype(float), np.broadcast_to(df2, f.shape).astype(float)
+    eta = f * df1 / (f * df1 + df2)
+    ok = np.isfinite(f) & (df2 > 0)
+    lower, upper = np.full(f.shape, np.nan), np.full(f.shape, np.nan)
+    if ok.any():
+        fo, d1, d2 = f[ok], df1[ok], df2[ok]
+        with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+            def cdf(x, lam):
+                return sps.ncf.cdf(x, d1, d2, lam)
+
+            at_zero = sps.f.cdf(fo, d1, d2)
+            top = np.maximum(100.0, 4 * fo * d1 + 100.0)
+            alpha = 1 - level
+            lam_lo = np.where(at_zero > 1 - alpha / 2,
+                              _invert(cdf, fo, np.zeros_like(fo), top, 1 - alpha / 2), 0.0)
+            lam_hi = np.where(at_zero > alpha / 2, _invert(cdf, fo, np.zeros_like(fo), top, alpha / 2), 0.0)
+        lower[ok] = lam_lo / (lam_lo + d1 + d2 + 1)
+        upper[ok] = lam_hi / (lam_hi + d1 + d2 + 1)
+    return eta, lower, upper
+
+
+def noncentral_t_ci(t: np.ndarray, df, level: float = CI_LEVEL):
+    """The CI of a t statistic's noncentrality parameter (inverting the noncentral t).
+
+    A standardised effect ``d = t * k`` (k fixed by the design) has the CI ``bounds * k``.
+    """
+    t = np.asarray(t, dtype=float)
+    df = np.broadcast_to(df, t.shape).astype(float)
+    lower, upper = np.full(t.shape, np.nan), np.full(t.shape, np.nan)
+    ok = np.isfinite(t) & (df > 0)
+    if ok.any():
+        to, d = t[ok], df[ok]
+        width = 10 + 2 * np.abs(to)
+
+        def cdf(x, ncp):
+            return sps.nct.cdf(x, d, ncp)
+
+        alpha = 1 - level
+        with np.errstate(invalid="ignore", over="ignore"):
+            lower[ok] = _invert(cdf, to, to - width, to + width, 1 - alpha / 2)
+            upper[ok] = _invert(cdf, to, to - width, to + width, alpha / 2)
+    return lower, upper
+
+
+def fisher_ci(r: np.ndarray, n: np.ndarray, n_covariates: int = 0, level: float = CI_LEVEL):
+    """CI of a (partial) correlation by Fisher's z: tanh(atanh r -/+ z / sqrt(n - 3 - q))."""
+    r, n = np.asarray(r, dtype=float), np.asarray(n, dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        se = 1 / np.sqrt(n - 3 - n_covariates)
+        z = np.arctanh(np.clip(r, -1 + 1e-15, 1 - 1e-15))
+        half = sps.norm.ppf(0.5 + level / 2) * se
+        return np.tanh(z - half), np.tanh(z + half)
+
+
 def ancova(sfc: pd.DataFrame, participants: pd.DataFrame, group_column: str, groups, covariates=(),
            labels: pd.DataFrame | None = None, min_per_group: int = 2) -> pd.DataFrame:
     """One-way ANCOVA of each region's SFC across groups, with pairwise contrasts.
@@ -204,7 +303,12 @@ def ancova(sfc: pd.DataFrame, participants: pd.DataFrame, group_column: str, gro
         ``index, name, F, p, p_fdr`` and for each pair A, B (``groups`` order):
         ``t_A_vs_B, p_A_vs_B, p_fdr_A_vs_B`` (t > 0: A higher). Also
         ``n`` (subjects used) and the adjusted means ``mean_<group>`` are added
-        at the end.
+        at the end, then the effect sizes with 95% CIs: ``eta2p`` (partial eta
+        squared of the group factor, :func:`partial_eta_squared_ci`) and per pair
+        ``d_A_vs_B``: the covariate-adjusted Cohen's d, the difference of adjusted
+        means over the model's residual SD (sqrt of its mean squared error, all
+        groups pooled, as emmeans' ``eff_size`` with ``sigma(model)``), its CI
+        from the noncentral t of the contrast; each with ``_ci_low``/``_ci_high``.
     """
     groups = list(groups)
     covariates = list(covariates)
@@ -226,6 +330,8 @@ def ancova(sfc: pd.DataFrame, participants: pd.DataFrame, group_column: str, gro
     t_pair = {pair: np.full(nreg, np.nan) for pair in pairs}
     p_pair = {pair: np.full(nreg, np.nan) for pair in pairs}
     adj_mean = {grp: np.full(nreg, np.nan) for grp in groups}
+    df1, df_err = np.full(nreg, np.nan), np.full(nreg, np.nan)
+    d_scale = {pair: np.full(nreg, np.nan) for pair in pairs}  # d = t * sqrt(c' (X'X)^-1 c)
 
     for rows, cols in _by_missing_pattern(y_all):
         counts = [(g[rows] == grp).sum() for grp in groups]
@@ -241,6 +347,7 @@ def ancova(sfc: pd.DataFrame, participants: pd.DataFrame, group_column: str, gro
             fval = ((sse_r - sse_f) / (df_r - df)) / mse
         f[cols] = fval
         p[cols] = sps.f.sf(fval, df_r - df, df)
+        df1[cols], df_err[cols] = df_r - df, df
         n_used[cols] = rows.sum()
 
         def coef_vector(grp):
@@ -261,6 +368,7 @@ def ancova(sfc: pd.DataFrame, participants: pd.DataFrame, group_column: str, gro
                 t = (c @ beta) / se
             t_pair[(a, b)][cols] = t
             p_pair[(a, b)][cols] = 2 * sps.t.sf(np.abs(t), df)
+            d_scale[(a, b)][cols] = np.sqrt(c @ xtx_inv @ c)
 
     names = regions
     index = labels["index"].to_numpy() if labels is not None else np.arange(1, nreg + 1)
@@ -274,6 +382,12 @@ def ancova(sfc: pd.DataFrame, participants: pd.DataFrame, group_column: str, gro
     out["n"] = n_used
     for grp in groups:
         out[f"mean_{grp}"] = adj_mean[grp]
+    out["eta2p"], out["eta2p_ci_low"], out["eta2p_ci_high"] = partial_eta_squared_ci(f, df1, df_err)
+    for a, b in pairs:
+        low, high = noncentral_t_ci(t_pair[(a, b)], df_err)
+        out[f"d_{a}_vs_{b}"] = t_pair[(a, b)] * d_scale[(a, b)]
+        out[f"d_{a}_vs_{b}_ci_low"] = low * d_scale[(a, b)]
+        out[f"d_{a}_vs_{b}_ci_high"] = high * d_scale[(a, b)]
     log.info("ANCOVA over %d regions, %d subjects (%s), covariates: %s; %d regions with p_fdr < 0.05",
              nreg, n_sub, ", ".join(f"{grp} {c}" for grp, c in zip(groups, [(g == x).sum() for x in groups])),
              ", ".join(covariates) or "none", int((out["p_fdr"] < 0.05).sum()))
@@ -351,7 +465,9 @@ def clinical_correlations(sfc: pd.DataFrame, participants: pd.DataFrame, group_c
     Returns
     -------
     DataFrame
-        ``group, index, name, scale, r, p, p_fdr, n, method``.
+        ``group, index, name, scale, r, p, p_fdr, n, method, r_ci_low, r_ci_high``
+        (95% CI of the partial r by Fisher's z, :func:`fisher_ci`, with the
+        covariates counted).
     """
     all_regions = [c for c in sfc.columns if c != ID]
     regions = all_regions if regions is None else [r for r in all_regions if r in set(regions)]
@@ -377,11 +493,67 @@ def clinical_correlations(sfc: pd.DataFrame, participants: pd.DataFrame, group_c
                         continue
                     r[cols], p[cols] = partial_correlation(y_all[np.ix_(rows, cols)], s[rows], c[rows], method)
                     n[cols] = rows.sum()
+                low, high = fisher_ci(r, n, c.shape[1])
                 out.append(pd.DataFrame({"group": grp, "index": [index_of[x] for x in regions], "name": regions,
                                          "scale": scale, "r": r, "p": p, "p_fdr": fdr_bh(p), "n": n,
-                                         "method": method}))
-    columns = ["group", "index", "name", "scale", "r", "p", "p_fdr", "n", "method"]
+                                         "method": method, "r_ci_low": low, "r_ci_high": high}))
+    columns = ["group", "index", "name", "scale", "r", "p", "p_fdr", "n", "method", "r_ci_low", "r_ci_high"]
     return pd.concat(out, ignore_index=True)[columns] if out else pd.DataFrame(columns=columns)
+
+
+# ---------------------------------------------------------------------------
+# What each column means, and which tests each correction spans (sidecar JSON)
+# ---------------------------------------------------------------------------
+
+def groupstats_sidecar(table: pd.DataFrame, groups, covariates, site_column=None) -> dict:
+    """BIDS-style column descriptions of an :func:`ancova` table, correction families named."""
+    groups, n_regions = list(groups), len(table)
+    model = f"OLS per region: SFC ~ group ({', '.join(groups)}) + {' + '.join(covariates) or 'no covariates'}"
+    harmonised = f"; SFC ComBat-harmonised across '{site_column}' first" if site_column else ""
+    doc = {
+        "Description": f"Group comparison of regional SFC. {model}{harmonised}. Effect-size intervals: "
+                       f"{CI_LEVEL:.0%}.",
+        "F": {"Description": "F test of the group factor (type II: the model against the model without group)"},
+        "p": {"Description": "p of F, uncorrected"},
+        "p_fdr": {"Description": f"Benjamini-Hochberg FDR of p over the {n_regions} regions of this table. "
+                                 "Family: this atlas x this coupling method x the group F test"},
+        "n": {"Description": "subjects in the fit of this region"},
+        "eta2p": {"Description": "partial eta squared of the group factor, F df1 / (F df1 + df2)"},
+        "eta2p_ci_low": {"Description": f"lower bound of the {CI_LEVEL:.0%} CI of eta2p (noncentral F, Steiger 2004)"},
+        "eta2p_ci_high": {"Description": f"upper bound of the {CI_LEVEL:.0%} CI of eta2p"},
+    }
+    for grp in groups:
+        doc[f"mean_{grp}"] = {"Description": f"adjusted mean SFC of {grp} at the covariate means"}
+    for a, b in itertools.combinations(groups, 2):
+        pair = f"{a}_vs_{b}"
+        doc[f"t_{pair}"] = {"Description": f"t of the contrast {a} minus {b} of adjusted means (> 0: {a} higher)"}
+        doc[f"p_{pair}"] = {"Description": f"p of t_{pair}, uncorrected"}
+        doc[f"p_fdr_{pair}"] = {
+            "Description": f"Benjamini-Hochberg FDR of p_{pair} over the {n_regions} regions. Family: this atlas x "
+                           "this coupling method x this pair of groups; computed for every region whatever its F "
+                           "test, and not corrected across the pairs (read it for regions whose p_fdr passes)"}
+        doc[f"d_{pair}"] = {"Description": f"covariate-adjusted Cohen's d: (adjusted mean {a} - {b}) / residual SD "
+                                           "of the model (sqrt MSE, all groups pooled)"}
+        doc[f"d_{pair}_ci_low"] = {"Description": f"lower bound of the {CI_LEVEL:.0%} CI of d_{pair} (noncentral t)"}
+        doc[f"d_{pair}_ci_high"] = {"Description": f"upper bound of the {CI_LEVEL:.0%} CI of d_{pair}"}
+    return {k: v for k, v in doc.items() if k == "Description" or k in table.columns}
+
+
+def clinical_sidecar(table: pd.DataFrame, covariates, site_column=None) -> dict:
+    """BIDS-style column descriptions of a :func:`clinical_correlations` table."""
+    harmonised = f" SFC ComBat-harmonised across '{site_column}' first." if site_column else ""
+    return {
+        "Description": "Partial correlations of regional SFC with clinical scales within each patient group, "
+                       f"covariates partialled out: {', '.join(covariates) or 'none'}.{harmonised}",
+        "r": {"Description": "partial correlation (Pearson, or Spearman: all variables ranked first)"},
+        "p": {"Description": "p of r (t with n - 2 - covariates df), uncorrected"},
+        "p_fdr": {"Description": "Benjamini-Hochberg FDR over the regions tested. Family: this atlas x this "
+                                 "coupling method x one patient group x one scale x one correlation method"},
+        "n": {"Description": "subjects with the scale, the covariates and the region's SFC"},
+        "r_ci_low": {"Description": f"lower bound of the {CI_LEVEL:.0%} CI of r (Fisher z, se 1 / "
+                                    "sqrt(n - 3 - covariates))"},
+        "r_ci_high": {"Description": f"upper bound of the {CI_LEVEL:.0%} CI of r"},
+    }
 
 
 def significant_regions(groupstats: pd.DataFrame, column: str = "p_fdr", alpha: float = 0.05) -> list[str]:
