@@ -451,3 +451,21 @@ def test_sdi_group_values_are_log2_of_the_ratios_and_a_ratio_not_above_zero_is_n
     assert table["R1"].tolist() == [2.0, 0.5]                     # the input table is not changed
     with pytest.raises(ValueError, match="sub-02, R1: SDI 0 is not > 0"):
         stats.log2_values(table.assign(R1=[2.0, 0.0]))
+
+
+def test_post_hoc_tests_only_where_the_omnibus_test_passes_and_holm_across_the_pairs():
+    from statsmodels.stats.multitest import multipletests
+
+    rng = np.random.default_rng(2)
+    part, sfc = cohort(rng)
+    got = stats.ancova(sfc, part, "group", GROUPS, ["age"], alpha=0.05)
+    pairs = ["TRD_vs_nTRD", "TRD_vs_HC", "nTRD_vs_HC"]
+    passed = got["p_fdr"] < 0.05
+    assert passed.any() and (~passed).any()
+    assert got.loc[~passed, [f"p_holm_{p}" for p in pairs]].isna().all().all()
+    for k in np.flatnonzero(passed):
+        want = multipletests(got.loc[k, [f"p_{p}" for p in pairs]].to_numpy(float), method="holm")[1]
+        np.testing.assert_allclose(got.loc[k, [f"p_holm_{p}" for p in pairs]].to_numpy(float), want)
+    # a stricter FDR level opens fewer regions
+    strict = stats.ancova(sfc, part, "group", GROUPS, ["age"], alpha=1e-6)
+    assert strict["p_holm_TRD_vs_HC"].notna().sum() <= got["p_holm_TRD_vs_HC"].notna().sum()

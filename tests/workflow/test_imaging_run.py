@@ -450,9 +450,10 @@ def test_group_parameter_reruns_only_the_rules_that_use_it(imaging_run, tmp_path
     alpha.write_text(yaml.safe_dump({"stats": {"alpha": 0.01}}))
     jobs = dry_run_jobs(imaging_run["work"], "--configfile", imaging_run["work"] / "config.yaml", alpha)
     assert subjects_of(jobs) == set()
-    # the FDR level decides which regions count as significant: the clinical tests restricted
-    # to them and the cross-atlas replication table; the ANCOVA's p and p_fdr do not depend on it
-    assert group_level(jobs) == {"clinical_correlations", "cross_atlas"} | REPORT
+    # the FDR level decides which regions count as significant: their post hoc tests (the
+    # ANCOVA's p_holm_*), the clinical tests restricted to them and the cross-atlas replication
+    # table; the classifiers do not read it
+    assert group_level(jobs) == {"group_stats", "clinical_correlations", "cross_atlas"} | REPORT
 
 
 # --- multi-site pooling --------------------------------------------------------------------------------------

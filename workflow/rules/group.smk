@@ -94,6 +94,8 @@ rule group_stats:
         covariates=config["covariates"],
         site_column=config["site_column"],
         harmonize=STATS["harmonize"],
+        # the FDR level gating the post hoc tests (p_holm_*)
+        alpha=STATS["alpha"],
     script:
         "../scripts/group_stats.py"
 

@@ -13,6 +13,6 @@ columns = [*p.covariates, *([site] if site else [])]
 participants = read_participants(snakemake.input.participants, p.group_column, p.groups, columns)
 info = stats.merge_participants(sfc, participants, p.group_column, p.groups, columns)
 sfc = harmonize.harmonize_table(sfc.loc[info.index], info, site, p.group_column, p.covariates)
-table = stats.ancova(sfc, participants, p.group_column, p.groups, p.covariates, labels)
+table = stats.ancova(sfc, participants, p.group_column, p.groups, p.covariates, labels, alpha=p.alpha)
 io.write_tsv(snakemake.output.table, table)
 io.write_json(snakemake.output.sidecar, stats.groupstats_sidecar(table, p.groups, p.covariates, site))

@@ -455,7 +455,8 @@ def significant_regions(stats: pd.DataFrame, labels: pd.DataFrame | None, groups
     pandas.DataFrame
         ``name``, label columns (hemisphere, lobe, gyrus, description where the label
         table has them), ``F``, ``p``, ``p_fdr``, partial eta squared with its 95% CI, and
-        each pair's ``t``, ``p_fdr`` and adjusted Cohen's d; sorted by ``p``.
+        each pair's ``t``, protected post hoc ``p_holm`` and adjusted Cohen's d; sorted by
+        ``p``.
     """
     sig = stats[stats["p_fdr"] < alpha].sort_values("p")
     cols = ["name"]
@@ -464,7 +465,7 @@ def significant_regions(stats: pd.DataFrame, labels: pd.DataFrame | None, groups
         sig = sig.merge(labels[["name", *extra]], on="name", how="left")
         cols += extra
     cols += ["F", "p", "p_fdr", "eta2p", "eta2p_ci_low", "eta2p_ci_high"]
-    cols += [c for c in stats.columns if c.startswith("t_") or c.startswith("p_fdr_")
+    cols += [c for c in stats.columns if c.startswith(("t_", "p_holm_"))
              or (c.startswith("d_") and not c.endswith(("_ci_low", "_ci_high")))]
     return sig[[c for c in cols if c in sig.columns]].reset_index(drop=True)
 
@@ -477,8 +478,9 @@ def differences_section(page: Page, spec: ReportSpec, data: dict, participants: 
     parts = [note(f"ANCOVA per region (covariates: {esc(', '.join(spec.covariates) or 'none')}"
                   f"{'; ComBat-harmonised across ' + esc(spec.site_column) if spec.site_column else ''}), "
                   f"Benjamini-Hochberg FDR across regions at q = {spec.alpha:g}; post hoc t tests between "
-                  "each pair of groups, FDR-corrected the same way. F map: every region; t maps: regions with "
-                  "FDR-significant post hoc difference only.")]
+                  "each pair of groups only in regions with an FDR-significant group effect, Holm-corrected "
+                  "across the pairs (p_holm). F map: every region; t maps: regions with a significant post hoc "
+                  "difference only.")]
     found = {}
     for (atlas, method), d in data.items():
         stats, labels, img, sfc = d["stats"], d["labels"], d["image"], d["sfc"]
@@ -494,14 +496,16 @@ def differences_section(page: Page, spec: ReportSpec, data: dict, participants: 
                 save_as=f"atlas-{atlas}_desc-{method}_F"))
             for a, b in pairs_of(stats):
                 t = stats[f"t_{a}_vs_{b}"].to_numpy(float)
-                q = stats.get(f"p_fdr_{a}_vs_{b}")
+                # the protected post hoc test (tables from before it: the pair's FDR)
+                q = stats.get(f"p_holm_{a}_vs_{b}", stats.get(f"p_fdr_{a}_vs_{b}"))
                 shown = np.where(q.to_numpy(float) < spec.alpha, t, np.nan) if q is not None else t
                 n_sig = int(np.isfinite(shown).sum())
                 vmax = float(np.nanmax(np.abs(t))) if np.isfinite(t).any() else 1.0
                 parts.append(page.figure(
                     plotting.glass_brain(img, shown, indices, cmap="RdBu_r", vmax=vmax),
                     f"Post hoc t, <b>{esc(a)} vs {esc(b)}</b> ({esc(atlas)}, {esc(method)}): {n_sig} regions "
-                    f"with p_FDR &lt; {spec.alpha:g}; blue = lower SFC in {esc(a)}, red = higher.",
+                    f"with a significant post hoc difference (p_Holm &lt; {spec.alpha:g} in a region with an "
+                    f"FDR-significant group effect); blue = lower SFC in {esc(a)}, red = higher.",
                     save_as=f"atlas-{atlas}_desc-{method}_t-{a}-vs-{b}"))
         sig = significant_regions(stats, labels, spec.groups, spec.alpha)
         found[(atlas, method)] = list(sig["name"])

@@ -269,8 +269,22 @@ def fisher_ci(r: np.ndarray, n: np.ndarray, n_covariates: int = 0, level: float 
         return np.tanh(z - half), np.tanh(z + half)
 
 
+def protected_posthoc(table: pd.DataFrame, pairs, alpha: float) -> dict:
+    """``{p_holm_A_vs_B: values}``: Holm across the pairs of each region whose omnibus test
+    passes FDR (``p_fdr < alpha``), NaN for the other regions (no post hoc test without an
+    omnibus effect), so the pairs are corrected for each other and the regions by the gate."""
+    from statsmodels.stats.multitest import multipletests
+
+    raw = table[[f"p_{a}_vs_{b}" for a, b in pairs]].to_numpy(dtype=float)
+    holm = np.full(raw.shape, np.nan)
+    gate = (table["p_fdr"].to_numpy(dtype=float) < alpha) & np.isfinite(raw).all(axis=1)
+    for row in np.flatnonzero(gate):
+        holm[row] = multipletests(raw[row], method="holm")[1]
+    return {f"p_holm_{a}_vs_{b}": holm[:, k] for k, (a, b) in enumerate(pairs)}
+
+
 def ancova(sfc: pd.DataFrame, participants: pd.DataFrame, group_column: str, groups, covariates=(),
-           labels: pd.DataFrame | None = None, min_per_group: int = 2) -> pd.DataFrame:
+           labels: pd.DataFrame | None = None, min_per_group: int = 2, alpha: float = 0.05) -> pd.DataFrame:
     """One-way ANCOVA of each region's SFC across groups, with pairwise contrasts.
 
     Model per region (OLS): ``sfc ~ 1 + group dummies + covariates``. The F
@@ -296,6 +310,8 @@ def ancova(sfc: pd.DataFrame, participants: pd.DataFrame, group_column: str, gro
         Label table, for the ``index`` column (default 1..R).
     min_per_group : int
         Regions where a group has fewer subjects with a value get NaN.
+    alpha : float
+        FDR level of the omnibus test that opens a region's post hoc tests (``p_holm_*``).
 
     Returns
     -------
@@ -309,6 +325,9 @@ def ancova(sfc: pd.DataFrame, participants: pd.DataFrame, group_column: str, gro
         means over the model's residual SD (sqrt of its mean squared error, all
         groups pooled, as emmeans' ``eff_size`` with ``sigma(model)``), its CI
         from the noncentral t of the contrast; each with ``_ci_low``/``_ci_high``.
+        Last, the protected post hoc tests ``p_holm_A_vs_B``: for regions whose
+        omnibus ``p_fdr < alpha`` only, the pairs' p Holm-corrected across the
+        pairs of that region (statsmodels ``multipletests``); NaN elsewhere.
     """
     groups = list(groups)
     covariates = list(covariates)
@@ -388,6 +407,8 @@ def ancova(sfc: pd.DataFrame, participants: pd.DataFrame, group_column: str, gro
         out[f"d_{a}_vs_{b}"] = t_pair[(a, b)] * d_scale[(a, b)]
         out[f"d_{a}_vs_{b}_ci_low"] = low * d_scale[(a, b)]
         out[f"d_{a}_vs_{b}_ci_high"] = high * d_scale[(a, b)]
+    for column, values in protected_posthoc(out, pairs, alpha).items():
+        out[column] = values
     log.info("ANCOVA over %d regions, %d subjects (%s), covariates: %s; %d regions with p_fdr < 0.05",
              nreg, n_sub, ", ".join(f"{grp} {c}" for grp, c in zip(groups, [(g == x).sum() for x in groups])),
              ", ".join(covariates) or "none", int((out["p_fdr"] < 0.05).sum()))
@@ -531,7 +552,11 @@ def groupstats_sidecar(table: pd.DataFrame, groups, covariates, site_column=None
         doc[f"p_fdr_{pair}"] = {
             "Description": f"Benjamini-Hochberg FDR of p_{pair} over the {n_regions} regions. Family: this atlas x "
                            "this coupling method x this pair of groups; computed for every region whatever its F "
-                           "test, and not corrected across the pairs (read it for regions whose p_fdr passes)"}
+                           f"test, and not corrected across the pairs (p_holm_{pair} is)"}
+        doc[f"p_holm_{pair}"] = {
+            "Description": f"p_{pair} Holm-corrected across the {len(groups) * (len(groups) - 1) // 2} pairs of this "
+                           "region, only where the region's omnibus p_fdr passes the FDR level (stats.alpha); n/a "
+                           "elsewhere. The post hoc test to read for a region with a group effect"}
         doc[f"d_{pair}"] = {"Description": f"covariate-adjusted Cohen's d: (adjusted mean {a} - {b}) / residual SD "
                                            "of the model (sqrt MSE, all groups pooled)"}
         doc[f"d_{pair}_ci_low"] = {"Description": f"lower bound of the {CI_LEVEL:.0%} CI of d_{pair} (noncentral t)"}
