@@ -146,3 +146,12 @@ def test_qc_table_flags_a_doubtful_registration_whatever_the_cohort(tmp_path):
     table = report.qc_table(spec, pd.DataFrame(), None).set_index("participant_id")
     assert table["outlier"].sum() == 1 and table.loc["sub-3", "outlier"]
     assert "converged 4.2 mm away" in table.loc["sub-3", "outlier_measures"]
+
+
+def test_methods_paragraph_names_the_site_covariate_when_not_harmonised():
+    config = {"input": "connectomes", "connectomes_dirs": ["a"], "atlases": ["HOA"], "groups": ["TRD", "nTRD"],
+              "covariates": ["age"], "site_column": "site", "stats": {"harmonize": False, "alpha": 0.05}}
+    text = report.methods_paragraph(config, ["spearman"])
+    assert "adjusting for age, site" in text and "ComBat" not in text
+    config["stats"]["harmonize"] = True
+    assert "after ComBat harmonisation across site" in report.methods_paragraph(config, ["spearman"])

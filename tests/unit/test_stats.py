@@ -469,3 +469,19 @@ def test_post_hoc_tests_only_where_the_omnibus_test_passes_and_holm_across_the_p
     # a stricter FDR level opens fewer regions
     strict = stats.ancova(sfc, part, "group", GROUPS, ["age"], alpha=1e-6)
     assert strict["p_holm_TRD_vs_HC"].notna().sum() <= got["p_holm_TRD_vs_HC"].notna().sum()
+
+
+def test_site_is_a_covariate_when_the_data_are_not_harmonised():
+    assert stats.model_covariates(["age"], "site", harmonize=True) == ["age"]
+    assert stats.model_covariates(["age"], "site", harmonize=False) == ["age", "site"]
+    assert stats.model_covariates(["age"], None, harmonize=False) == ["age"]
+    # two sites with a constant offset: with the site in the model the group F is the one without the offset
+    rng = np.random.default_rng(4)
+    part, sfc = cohort(rng)
+    shifted = sfc.copy()
+    shifted.loc[part["site"] == "s2", "R0"] += 0.5
+    clean = stats.ancova(sfc, part, "group", GROUPS, ["age", "site"])
+    with_site = stats.ancova(shifted, part, "group", GROUPS, ["age", "site"])
+    without = stats.ancova(shifted, part, "group", GROUPS, ["age"])
+    assert with_site.loc[0, "F"] == pytest.approx(clean.loc[0, "F"], rel=1e-9)
+    assert without.loc[0, "F"] != pytest.approx(clean.loc[0, "F"], rel=1e-3)

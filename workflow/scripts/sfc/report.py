@@ -29,6 +29,7 @@ import pandas as pd
 from . import participants as participants_table
 from . import paths, plotting
 from .registration import DOUBTFUL_MM
+from .stats import model_covariates as stats_model_covariates
 
 NA = ["n/a", "nan", "NaN", ""]
 
@@ -475,8 +476,10 @@ def pairs_of(stats: pd.DataFrame) -> list[tuple[str, str]]:
 
 
 def differences_section(page: Page, spec: ReportSpec, data: dict, participants: pd.DataFrame) -> dict:
-    parts = [note(f"ANCOVA per region (covariates: {esc(', '.join(spec.covariates) or 'none')}"
-                  f"{'; ComBat-harmonised across ' + esc(spec.site_column) if spec.site_column else ''}), "
+    harmonised = spec.site_column and spec.config.get("stats", {}).get("harmonize", True)
+    covariates = stats_model_covariates(spec.covariates, spec.site_column, bool(harmonised))
+    parts = [note(f"ANCOVA per region (covariates: {esc(', '.join(covariates) or 'none')}"
+                  f"{'; ComBat-harmonised across ' + esc(spec.site_column) if harmonised else ''}), "
                   f"Benjamini-Hochberg FDR across regions at q = {spec.alpha:g}; post hoc t tests between "
                   "each pair of groups only in regions with an FDR-significant group effect, Holm-corrected "
                   "across the pairs (p_holm). F map: every region; t maps: regions with a significant post hoc "
@@ -799,9 +802,10 @@ def methods_paragraph(config: dict, methods=None, ran: dict | None = None) -> st
     text.append(f"Regions were defined by {atl}. Regional structure-function coupling (SFC) was {meth}.")
     s = c.get("stats", {})
     site = c.get("site_column")
+    covariates = stats_model_covariates(c.get("covariates", []), site, s.get("harmonize", True))
     text.append(
         f"Group differences between {', '.join(c.get('groups', []))} were tested per region with an ANCOVA "
-        f"adjusting for {', '.join(c.get('covariates', [])) or 'no covariates'}"
+        f"adjusting for {', '.join(covariates) or 'no covariates'}"
         f"{', after ComBat harmonisation across ' + site if site and s.get('harmonize', True) else ''}, with "
         f"post hoc pairwise tests; p-values were FDR-corrected (Benjamini-Hochberg, q = {s.get('alpha', 0.05)}) "
         "across regions, separately for the omnibus test and each pair. Effect sizes are partial eta squared and "

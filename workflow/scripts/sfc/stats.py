@@ -135,6 +135,15 @@ def _one_unit_per_participant(owner: pd.Series) -> None:
                          "analyse one session per participant: set the config key sessions to first or a label")
 
 
+def model_covariates(covariates, site_column: str | None, harmonize: bool) -> list[str]:
+    """The covariates of the group models: the configured ones, plus the site when the data are
+    not ComBat-harmonised across it (a multi-site cohort is never analysed as if from one site)."""
+    covariates = list(covariates)
+    if site_column and not harmonize and site_column not in covariates:
+        covariates.append(site_column)
+    return covariates
+
+
 def merge_participants(sfc: pd.DataFrame, participants: pd.DataFrame, group_column: str, groups,
                        columns=()) -> pd.DataFrame:
     """Subjects of ``sfc`` with their group in ``groups`` and the given participant columns.
