@@ -140,6 +140,19 @@ def test_sidecars_describe_every_column_and_name_each_correction_family():
     assert {"r", "p", "p_fdr", "r_ci_low", "r_ci_high"} <= set(doc) and "patient group" in doc["p_fdr"]["Description"]
 
 
+def test_noncentral_intervals_hold_where_scipy_returns_nan_in_a_tail():
+    """scipy's nct.cdf(5.2989, 303, -5.0) is NaN: the bisection must not read it as 'below'
+    (it gave a lower bound of -5.48 for t = 5.30 in the study demo)."""
+    from scipy.optimize import brentq
+
+    t, df = np.array([5.298939466761502, -5.298939466761502, 0.3, 12.0]), 303.0
+    low, high = stats.noncentral_t_ci(t, df)
+    for k in range(len(t)):
+        want_low = brentq(lambda x: scipy.stats.nct.cdf(t[k], df, x) - 0.975, t[k] - 6, t[k])
+        want_high = brentq(lambda x: scipy.stats.nct.cdf(t[k], df, x) - 0.025, t[k], t[k] + 6)
+        assert (low[k], high[k]) == pytest.approx((want_low, want_high), rel=1e-6)
+
+
 def test_fisher_interval_of_a_correlation():
     low, high = stats.fisher_ci(np.array([0.5, np.nan]), np.array([30, 30]))
     assert (low[0], high[0]) == pytest.approx((0.1704, 0.7290), abs=1e-4)   # r = .5, n = 30: z .549 -/+ 1.96 / sqrt(27)

@@ -201,16 +201,21 @@ def _by_missing_pattern(y: np.ndarray):
 CI_LEVEL = 0.95
 
 
-def _invert(cdf, observed: np.ndarray, lo: np.ndarray, hi: np.ndarray, target: float, iters: int = 100):
+def _invert(cdf, observed: np.ndarray, lo: np.ndarray, hi: np.ndarray, target: float, centre: np.ndarray,
+            iters: int = 100):
     """The noncentrality ``x`` in [lo, hi] with ``cdf(observed, x) = target``, for every element.
 
     ``cdf`` falls as the noncentrality grows (noncentral t and F), so bisection on all regions
-    at once; 100 halvings narrow any bracket below float resolution.
+    at once; 100 halvings narrow any bracket below float resolution. scipy's noncentral
+    distributions return NaN at some points far in a tail (scipy 1.15: ``nct.cdf(5.3, 303,
+    -5.0)``), where the answer is plain from the side: below ``centre`` (the noncentrality
+    that puts ``observed`` mid-distribution) the cdf is near 1, above it near 0.
     """
     lo, hi = lo.astype(float).copy(), hi.astype(float).copy()
     for _ in range(iters):
         mid = (lo + hi) / 2
-        above = cdf(observed, mid) > target
+        value = cdf(observed, mid)
+        above = np.where(np.isnan(value), mid < centre, value > target)
         lo = np.where(above, mid, lo)
         hi = np.where(above, hi, mid)
     return (lo + hi) / 2
@@ -237,9 +242,11 @@ def partial_eta_squared_ci(f: np.ndarray, df1, df2, level: float = CI_LEVEL):
             at_zero = sps.f.cdf(fo, d1, d2)
             top = np.maximum(100.0, 4 * fo * d1 + 100.0)
             alpha = 1 - level
+            centre = np.maximum(fo * d1 - d1, 0.0)  # E[F] = (d1 + L) / d1 (large d2)
             lam_lo = np.where(at_zero > 1 - alpha / 2,
-                              _invert(cdf, fo, np.zeros_like(fo), top, 1 - alpha / 2), 0.0)
-            lam_hi = np.where(at_zero > alpha / 2, _invert(cdf, fo, np.zeros_like(fo), top, alpha / 2), 0.0)
+                              _invert(cdf, fo, np.zeros_like(fo), top, 1 - alpha / 2, centre), 0.0)
+            lam_hi = np.where(at_zero > alpha / 2, _invert(cdf, fo, np.zeros_like(fo), top, alpha / 2, centre),
+                              0.0)
         lower[ok] = lam_lo / (lam_lo + d1 + d2 + 1)
         upper[ok] = lam_hi / (lam_hi + d1 + d2 + 1)
     return eta, lower, upper
@@ -256,15 +263,16 @@ def noncentral_t_ci(t: np.ndarray, df, level: float = CI_LEVEL):
     ok = np.isfinite(t) & (df > 0)
     if ok.any():
         to, d = t[ok], df[ok]
-        width = 10 + 2 * np.abs(to)
+        # the bounds lie about 2 standard errors of the noncentrality, sqrt(1 + t^2 / 2df), from t
+        width = 8 * np.sqrt(1 + to ** 2 / (2 * d)) + 2
 
         def cdf(x, ncp):
             return sps.nct.cdf(x, d, ncp)
 
         alpha = 1 - level
         with np.errstate(invalid="ignore", over="ignore"):
-            lower[ok] = _invert(cdf, to, to - width, to + width, 1 - alpha / 2)
-            upper[ok] = _invert(cdf, to, to - width, to + width, alpha / 2)
+            lower[ok] = _invert(cdf, to, to - width, to + width, 1 - alpha / 2, to)
+            upper[ok] = _invert(cdf, to, to - width, to + width, alpha / 2, to)
     return lower, upper
 
 
